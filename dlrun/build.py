@@ -1,0 +1,119 @@
+"""The one place that calls hydra.utils.instantiate: config in, plain objects out."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra.utils
+from omegaconf import DictConfig, OmegaConf
+
+from dlrun.errors import ConfigError
+from dlrun.schedulers import ScheduledLR, schedule
+from dlrun.trainer import Trainer
+
+SCHEDULER_KEYS = ("interval", "warmup_epochs", "monitor")  # read by dlrun, not passed to the scheduler
+
+
+def instantiate(node: DictConfig, key: str, **supplied):
+    """hydra.utils.instantiate, with a user's mistake (bad target, argument or value) as a ConfigError naming key."""
+    try:
+        return hydra.utils.instantiate(node, _convert_="all", **supplied)
+    except hydra.errors.InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if cause is None or isinstance(cause, TypeError | ValueError | ImportError | AttributeError):
+            reason = cause or error
+            raise ConfigError(
+                f"{key}: could not build {node.get('_target_')}: {reason}; check the {key}.* keys "
+                "(dlrun --cfg job shows them)"
+            ) from error
+        raise
+
+
+def data(cfg: DictConfig):
+    return instantiate(cfg.dataset, "dataset", shuffle_seed=cfg.seed)
+
+
+def model(cfg: DictConfig):
+    return instantiate(cfg.model, "model")
+
+
+def task(cfg: DictConfig, network, datamodule):
+    criterion = instantiate(cfg.loss.criterion, "loss.criterion")
+    make_task = instantiate(cfg.task, "task")
+    built = make_task(
+        model=network,
+        criterion=criterion,
+        problem=cfg.loss.problem,
+        num_classes=cfg.dataset.num_classes,
+        l1=cfg.loss.l1,
+        l2=cfg.loss.l2,
+        target_mean=datamodule.target_mean,
+        target_std=datamodule.target_std,
+    )
+    _check_monitors(cfg, built.metric_names())
+    return built
+
+
+def optimizer_factory(cfg: DictConfig) -> Callable:
+    """What the task calls with params= to get its optimizer."""
+    make_optimizer = instantiate(cfg.optimizer, "optimizer")
+
+    def build_optimizer(params):
+        try:
+            return make_optimizer(params=params)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"optimizer: could not build {cfg.optimizer._target_}: {error}") from error
+
+    return build_optimizer
+
+
+def schedulers(cfg: DictConfig, optimizers: dict, steps_per_epoch: int) -> list[ScheduledLR]:
+    if not cfg.scheduler:
+        return []
+    settings = {key: cfg.scheduler.get(key) for key in SCHEDULER_KEYS}
+    node = OmegaConf.masked_copy(cfg.scheduler, [k for k in cfg.scheduler if k not in SCHEDULER_KEYS])
+    if "steps_per_epoch" in node and node.steps_per_epoch is None:
+        node.steps_per_epoch = steps_per_epoch
+    make_scheduler = instantiate(node, "scheduler")
+    built = []
+    for optimizer in optimizers.values():
+        try:
+            built.append(
+                schedule(
+                    make_scheduler,
+                    optimizer,
+                    interval=settings["interval"],
+                    warmup_epochs=settings["warmup_epochs"] or 0,
+                    monitor=settings["monitor"],
+                    steps_per_epoch=steps_per_epoch,
+                )
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"scheduler: could not build {cfg.scheduler._target_}: {error}") from error
+    return built
+
+
+def trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = []
+    for name, node in cfg.callbacks.items():
+        if node is None:
+            continue
+        callback = instantiate(node, f"callbacks.{name}")
+        if node.get("_partial_"):
+            callback = callback(run_dir=run_dir, config=config)
+        callbacks.append(callback)
+    return Trainer(**OmegaConf.to_container(cfg.trainer), callbacks=callbacks)
+
+
+def _check_monitors(cfg: DictConfig, metric_names: list[str]) -> None:
+    available = [f"val/{name}" for name in metric_names]
+    keys = [f"callbacks.{name}.monitor" for name in ("checkpoint", "early_stopping")] + ["scheduler.monitor"]
+    problems = []
+    for key in keys:
+        monitor = OmegaConf.select(cfg, key, default=None)
+        if monitor is not None and monitor not in available:
+            problems.append(f"{key} = {monitor}: not a metric of this run; type one of {', '.join(available)}")
+    if problems:
+        raise ConfigError(*problems)

@@ -1,0 +1,28 @@
+"""Stop training when the monitored metric has not improved for `patience` validations."""
+
+from dlrun.callbacks.base import Callback, is_improvement
+
+
+class EarlyStopping(Callback):
+    def __init__(self, *, monitor: str = "val/loss", mode: str = "min", patience: int = 10, min_delta: float = 0.0):
+        self.monitor, self.mode = monitor, mode
+        self.patience, self.min_delta = patience, min_delta
+        self.best: float | None = None
+        self.wait = 0  # validations since the last improvement
+
+    def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
+        if self.monitor not in metrics:  # not a validation epoch
+            return
+        value = metrics[self.monitor]
+        if is_improvement(value, self.best, self.mode, self.min_delta):
+            self.best, self.wait = value, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            trainer.state.should_stop = True
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.wait = state.get("best"), state.get("wait", 0)

@@ -1,0 +1,197 @@
+"""Schemas for the fixed-shape parts of the config, and validate(): every cross-field problem at once.
+
+Imports no torch, so that config errors are reported in a fraction of a second.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from dlrun.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# An installed wheel carries the configs inside the package; a source checkout keeps them at the top.
+CONFIG_DIR = next(p for p in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf") if p.is_dir())
+
+PRECISIONS = ("32", "bf16", "16")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 30
+    device: str = "auto"
+    precision: str = "32"
+    gradient_clip_val: Optional[float] = None
+    accumulate_grad_batches: int = 1
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    limit_batches: Optional[int] = None
+    fast_dev_run: bool = False
+    deterministic: bool = False
+
+
+@dataclass
+class RunConfig:
+    dataset: Any = None
+    model: Any = None
+    task: Any = None
+    loss: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    callbacks: Any = None
+    name: str = "run"
+    seed: int = 42
+    ckpt_path: Optional[str] = None
+    print_config: bool = True
+    quiet: bool = False
+
+
+def register_schemas() -> None:
+    """Make the schemas available to the defaults lists of conf/."""
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise one ConfigError listing every impossible value, before anything is built."""
+    problems = [
+        *_check_trainer(cfg),
+        *_check_data(cfg),
+        *_check_loss(cfg),
+        *_check_optimizer(cfg),
+        *_check_scheduler(cfg),
+        *_check_resume(cfg),
+    ]
+    if problems:
+        raise ConfigError(*problems)
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def _check_trainer(cfg: DictConfig) -> list[str]:
+    trainer = cfg.trainer
+    problems = []
+    if trainer.max_epochs < 1:
+        problems.append(f"trainer.max_epochs = {trainer.max_epochs}: must be at least 1; type trainer.max_epochs=10")
+    if trainer.precision not in PRECISIONS:
+        problems.append(f"trainer.precision = {trainer.precision}: unknown; type one of trainer.precision=32|bf16|16")
+    if not DEVICE_PATTERN.match(trainer.device):
+        problems.append(f"trainer.device = {trainer.device}: unknown; type trainer.device=auto|cpu|cuda|cuda:N|mps")
+    elif trainer.device.startswith("cuda") or trainer.device == "mps":
+        problems += _check_device_present(trainer.device)
+    for key in ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps", "limit_batches"):
+        value = trainer[key]
+        if value is not None and value < 1:
+            problems.append(f"trainer.{key} = {value}: must be at least 1; type trainer.{key}=1")
+    clip = trainer.gradient_clip_val
+    if clip is not None and clip <= 0:
+        problems.append(f"trainer.gradient_clip_val = {clip}: must be > 0; type trainer.gradient_clip_val=1.0 or null")
+    return problems
+
+
+def _check_device_present(device: str) -> list[str]:
+    import torch  # only asked for an accelerator: the check needs torch
+
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            return ["trainer.device = mps: no Apple GPU on this machine; type trainer.device=auto or cpu"]
+        return []
+    if not torch.cuda.is_available():
+        return [f"trainer.device = {device}: no CUDA GPU on this machine; type trainer.device=auto or cpu"]
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        return [f"trainer.device = {device}: this machine has {count} GPU(s); type trainer.device=cuda:0"]
+    return []
+
+
+def _check_data(cfg: DictConfig) -> list[str]:
+    problems = []
+    fractions = {key: _value(cfg, f"dataset.{key}") for key in ("val_fraction", "test_fraction")}
+    for key, value in fractions.items():
+        if value is not None and not 0 < value < 1:
+            problems.append(f"dataset.{key} = {value}: must be between 0 and 1; type dataset.{key}=0.15")
+    total = sum(v for v in fractions.values() if v is not None)
+    if total >= 1:
+        problems.append(
+            f"dataset.val_fraction + dataset.test_fraction = {total:g}: leaves nothing to train on; "
+            "type fractions that add up to less than 1, e.g. dataset.val_fraction=0.15 dataset.test_fraction=0.15"
+        )
+    batch_size = _value(cfg, "dataset.batch_size")
+    if batch_size is not None and batch_size < 1:
+        problems.append(f"dataset.batch_size = {batch_size}: must be at least 1; type dataset.batch_size=64")
+    workers = _value(cfg, "dataset.num_workers")
+    if workers is not None and workers < 0:
+        problems.append(f"dataset.num_workers = {workers}: cannot be negative; type dataset.num_workers=0")
+    return problems
+
+
+def _check_loss(cfg: DictConfig) -> list[str]:
+    problem = _value(cfg, "loss.problem")
+    num_classes = _value(cfg, "dataset.num_classes")
+    dataset = _value(cfg, "dataset.name")
+    if problem == "regression" and num_classes is not None:
+        return [f"loss = mse on dataset {dataset} with {num_classes} classes; type loss=cross_entropy"]
+    if problem in ("classification", "binary") and num_classes is None:
+        return [f"loss = {_loss_name(problem)} on the regression dataset {dataset}; type loss=mse"]
+    if problem == "binary" and num_classes != 2:
+        return [f"loss = bce needs 2 classes, dataset {dataset} has {num_classes}; type loss=cross_entropy"]
+    weights = _value(cfg, "loss.criterion.class_weights")
+    if weights is not None and len(weights) != num_classes:
+        return [
+            f"loss.criterion.class_weights = {list(weights)}: needs one weight per class ({num_classes}); "
+            f"type {num_classes} numbers, or loss.criterion.class_weights=null"
+        ]
+    smoothing = _value(cfg, "loss.criterion.label_smoothing")
+    if smoothing is not None and not 0 <= smoothing < 1:
+        return [f"loss.criterion.label_smoothing = {smoothing}: must be in [0, 1); type loss.criterion.label_smoothing=0.1"]
+    return [
+        f"loss.{key} = {_value(cfg, f'loss.{key}')}: cannot be negative; type loss.{key}=0"
+        for key in ("l1", "l2")
+        if (_value(cfg, f"loss.{key}") or 0) < 0
+    ]
+
+
+def _loss_name(problem: str) -> str:
+    return {"classification": "cross_entropy", "binary": "bce"}[problem]
+
+
+def _check_optimizer(cfg: DictConfig) -> list[str]:
+    problems = []
+    for key in ("lr", "max_lr"):
+        for group in ("optimizer", "scheduler"):
+            value = _value(cfg, f"{group}.{key}")
+            if value is not None and value <= 0:
+                problems.append(f"{group}.{key} = {value}: must be > 0; type {group}.{key}=0.001")
+    if _value(cfg, "optimizer.nesterov") and not _value(cfg, "optimizer.momentum"):
+        problems.append("optimizer.nesterov = true needs momentum; type optimizer.momentum=0.9 or optimizer.nesterov=false")
+    return problems
+
+
+def _check_scheduler(cfg: DictConfig) -> list[str]:
+    if not cfg.scheduler:
+        return []
+    problems = []
+    interval = _value(cfg, "scheduler.interval")
+    if interval not in ("epoch", "step"):
+        problems.append(f"scheduler.interval = {interval}: unknown; type scheduler.interval=epoch or step")
+    warmup = _value(cfg, "scheduler.warmup_epochs") or 0
+    if warmup < 0:
+        problems.append(f"scheduler.warmup_epochs = {warmup}: cannot be negative; type scheduler.warmup_epochs=0")
+    if warmup and _value(cfg, "scheduler.monitor") is not None:
+        problems.append("scheduler.warmup_epochs: plateau cannot warm up; type scheduler.warmup_epochs=0")
+    return problems
+
+
+def _check_resume(cfg: DictConfig) -> list[str]:
+    if cfg.ckpt_path is None or Path(cfg.ckpt_path).expanduser().is_file():
+        return []
+    return [f"ckpt_path = {cfg.ckpt_path}: no such file; type the path of a last.pt or best.pt, e.g. outputs/<run>/checkpoints/last.pt"]

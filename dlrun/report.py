@@ -1,0 +1,30 @@
+"""What a run prints: the config as a tree, the model's size, and the final results table."""
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+
+def config_tree(config: dict, label: str = "config") -> Tree:
+    tree = Tree(f"[bold]{label}[/]")
+    for key, value in config.items():
+        if isinstance(value, dict):
+            tree.add(config_tree(value, label=key))
+        else:
+            tree.add(f"{key}: [cyan]{value}[/]")
+    return tree
+
+
+def parameter_count(console: Console, model) -> None:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    console.print(f"model: [bold]{type(model).__name__}[/] with {total:,} parameters ({trainable:,} trainable)")
+
+
+def results_table(metrics: dict[str, float]) -> Table:
+    table = Table(title="results of the best checkpoint")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    return table

@@ -1,0 +1,62 @@
+"""run(cfg, run_dir): seed, build, fit, test on the best checkpoint, write model.pt and metrics.json."""
+
+import json
+import random
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from dlrun import build, report
+from dlrun.checkpoint import load
+from dlrun.errors import ConfigError
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
+    """Train, validate and test one configuration; returns the monitored metric of the best checkpoint."""
+    run_dir = Path(run_dir)
+    console = Console(quiet=cfg.quiet)
+    if cfg.print_config:
+        console.print(report.config_tree(OmegaConf.to_container(cfg, resolve=True)))
+    seed_everything(cfg.seed)
+
+    data = build.data(cfg)
+    model = build.model(cfg)
+    task = build.task(cfg, model, data)
+    optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
+    trainer = build.trainer(cfg, run_dir)
+    schedulers = build.schedulers(cfg, optimizers, trainer.optimizer_steps_per_epoch(data))
+    resume_from = _resume_checkpoint(cfg.ckpt_path, model)
+    report.parameter_count(console, model)
+
+    trainer.fit(task, data, optimizers, schedulers, checkpoint=resume_from)
+
+    best = run_dir / "checkpoints" / "best.pt"
+    metrics = trainer.test(task, data, load(best, key="best checkpoint")["model"] if best.is_file() else None)
+    torch.save(task.model.state_dict(), run_dir / "model.pt")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    console.print(report.results_table(metrics))
+    print(run_dir if cfg.quiet else f"run dir: {run_dir}")  # the one line a quiet run prints
+    return metrics.get(OmegaConf.select(cfg, "callbacks.checkpoint.monitor", default="val/loss"))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _resume_checkpoint(ckpt_path: str | None, model: torch.nn.Module) -> dict | None:
+    """The checkpoint to resume from, after checking that its weights fit this run's model."""
+    if ckpt_path is None:
+        return None
+    checkpoint = load(ckpt_path)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        differences = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
+        raise ConfigError(
+            f"ckpt_path = {ckpt_path}: its weights do not fit this model ({differences}); resume with the "
+            "model and dataset options the checkpoint was trained with (its config is stored in it)"
+        ) from error
+    return checkpoint

@@ -1,0 +1,109 @@
+"""Supervised learning: multi-class classification, binary classification and regression."""
+
+from collections.abc import Callable
+
+import torch
+from sklearn import metrics as skm
+from torch import Tensor, nn
+
+from dlrun.losses import weight_penalty
+
+PROBLEMS = ("classification", "binary", "regression")
+
+
+class SupervisedTask:
+    """Inputs to outputs under one criterion; the metrics follow the problem.
+
+    classification: accuracy, top-5 accuracy (more than 5 classes), AUROC (2 classes);
+    binary (one logit): accuracy and AUROC; regression: MAE, RMSE and R2 in the target's own units.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        criterion: nn.Module,
+        problem: str,
+        num_classes: int | None = None,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        target_mean: Tensor | None = None,
+        target_std: Tensor | None = None,
+    ):
+        if problem not in PROBLEMS:
+            raise ValueError(f"problem must be one of {PROBLEMS}, not {problem!r}")
+        self.model = model
+        self.criterion = criterion
+        self.problem = problem
+        self.num_classes = num_classes
+        self.l1, self.l2 = l1, l2
+        self.target_mean, self.target_std = target_mean, target_std
+
+    def configure_optimizers(self, build_optimizer: Callable) -> dict[str, torch.optim.Optimizer]:
+        return {"model": build_optimizer(params=self.model.parameters())}
+
+    def training_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        inputs, targets = batch
+        output = self.model(inputs)
+        loss = self._loss(output, targets) + weight_penalty(self.model, l1=self.l1, l2=self.l2)
+        step = {"loss": loss}
+        if self.problem != "regression":
+            step["acc"] = (self._predicted_class(output.detach()) == targets).float().mean()
+        return step
+
+    def evaluation_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        inputs, targets = batch
+        output = self.model(inputs)
+        return {"loss": self._loss(output, targets), "output": output, "target": targets}
+
+    def metric_names(self) -> list[str]:
+        if self.problem == "regression":
+            return ["loss", "mae", "rmse", "r2"]
+        names = ["loss", "acc"]
+        if self.problem == "classification" and self.num_classes > 5:
+            names.append("top5_acc")
+        if self.num_classes == 2:
+            names.append("auroc")
+        return names
+
+    def compute_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        outputs, targets = outputs.float().cpu(), targets.cpu()
+        if self.problem == "regression":
+            predicted, actual = self.original_units(outputs).numpy(), self.original_units(targets).numpy()
+            return {
+                "mae": float(skm.mean_absolute_error(actual, predicted)),
+                "rmse": float(skm.root_mean_squared_error(actual, predicted)),
+                "r2": float(skm.r2_score(actual, predicted)),
+            }
+        metrics = {"acc": float((self._predicted_class(outputs) == targets).float().mean())}
+        if "top5_acc" in self.metric_names():
+            top5 = outputs.topk(5, dim=1).indices
+            metrics["top5_acc"] = float((top5 == targets[:, None]).any(dim=1).float().mean())
+        if self.num_classes == 2:
+            metrics["auroc"] = _auroc(targets.numpy(), self.probabilities(outputs)[:, -1].numpy())
+        return metrics
+
+    def probabilities(self, output: Tensor) -> Tensor:
+        """Class probabilities: softmax over the logits, or sigmoid of the one binary logit."""
+        return torch.sigmoid(output) if self.problem == "binary" else output.softmax(dim=1)
+
+    def original_units(self, values: Tensor) -> Tensor:
+        """Undo the dataset's standardisation of regression targets."""
+        if self.target_mean is None:
+            return values
+        return values * self.target_std.cpu() + self.target_mean.cpu()
+
+    def _loss(self, output: Tensor, targets: Tensor) -> Tensor:
+        if self.problem == "binary":
+            return self.criterion(output.squeeze(1), targets.float())
+        return self.criterion(output, targets)
+
+    def _predicted_class(self, output: Tensor) -> Tensor:
+        return (output.squeeze(1) > 0).long() if self.problem == "binary" else output.argmax(dim=1)
+
+
+def _auroc(targets, scores) -> float:
+    """Area under the ROC curve; NaN when a split holds a single class (AUROC is undefined there)."""
+    if len(set(targets.tolist())) < 2:
+        return float("nan")
+    return float(skm.roc_auc_score(targets, scores))

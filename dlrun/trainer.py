@@ -1,0 +1,242 @@
+"""The central trainer: epochs, optimizer steps, device, precision, clipping, accumulation, validation.
+
+It knows nothing about what a batch means (the task does) nor about logging and files (callbacks do).
+"""
+
+import itertools
+import math
+import os
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from dlrun.callbacks.base import Callback
+from dlrun.data.module import DataModule
+from dlrun.schedulers import ScheduledLR
+
+AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+FAST_DEV_RUN_BATCHES = 2
+
+
+@dataclass
+class State:
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps taken
+    should_stop: bool = False  # a callback sets it to end training after this epoch
+    metrics: dict[str, float] = field(default_factory=dict)  # the latest epoch's metrics
+
+
+def resolve_device(device: str) -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Trainer:
+    def __init__(
+        self,
+        *,
+        max_epochs: int = 30,
+        device: str = "auto",
+        precision: str = "32",
+        gradient_clip_val: float | None = None,
+        accumulate_grad_batches: int = 1,
+        check_val_every_n_epoch: int = 1,
+        log_every_n_steps: int = 10,
+        limit_batches: int | None = None,
+        fast_dev_run: bool = False,
+        deterministic: bool = False,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.max_epochs = 1 if fast_dev_run else max_epochs
+        self.limit_batches = FAST_DEV_RUN_BATCHES if fast_dev_run else limit_batches
+        self.device = resolve_device(device)
+        self.autocast_dtype = AUTOCAST_DTYPES[str(precision)]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=str(precision) == "16")
+        self.gradient_clip_val = gradient_clip_val
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.check_val_every_n_epoch = check_val_every_n_epoch
+        self.log_every_n_steps = log_every_n_steps
+        self.callbacks = list(callbacks)
+        self.state = State()
+        self.task = None
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: list[ScheduledLR] = []
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        task,
+        data: DataModule,
+        optimizers: dict[str, torch.optim.Optimizer],
+        schedulers: Iterable[ScheduledLR] = (),
+        checkpoint: dict | None = None,
+    ) -> State:
+        """Train until max_epochs or a callback stops it; `checkpoint` (a state_dict of this class) resumes."""
+        self.task, self.optimizers, self.schedulers = task, optimizers, list(schedulers)
+        task.model.to(self.device)
+        data.to(self.device)
+        if checkpoint is not None:
+            self.load_state_dict(checkpoint)
+        self._emit("on_fit_start")
+        try:
+            while self.state.epoch < self.max_epochs and not self.state.should_stop:
+                self._run_epoch(task, data)
+        finally:
+            self._emit("on_fit_end")
+        return self.state
+
+    def test(self, task, data: DataModule, weights: dict[str, Tensor] | None = None) -> dict[str, float]:
+        """Evaluate the given weights (the best checkpoint's, say) on the val and test splits."""
+        if weights is not None:
+            task.model.load_state_dict(weights)
+        task.model.to(self.device)
+        data.to(self.device)
+        metrics = self.evaluate(task, data, "val") | self.evaluate(task, data, "test")
+        self._emit("on_test_end", metrics)
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, task, data: DataModule, split: str) -> dict[str, float]:
+        """The task's metrics over a whole split, named split/name."""
+        task.model.eval()
+        loss_sum, count, outputs, targets = torch.zeros((), device=self.device), 0, [], []
+        for batch in self._limited(data.batches(split), data.num_batches(split)):
+            with self._autocast():
+                step = task.evaluation_step(self._to_device(batch))
+            size = len(step["target"])
+            loss_sum += step["loss"].float() * size
+            count += size
+            outputs.append(step["output"].float())
+            targets.append(step["target"])
+        metrics = {"loss": (loss_sum / count).item()} | task.compute_metrics(torch.cat(outputs), torch.cat(targets))
+        return {f"{split}/{name}": value for name, value in metrics.items()}
+
+    def optimizer_steps_per_epoch(self, data: DataModule) -> int:
+        return math.ceil(self._num_batches(data.num_batches("train")) / self.accumulate_grad_batches)
+
+    def _run_epoch(self, task, data: DataModule) -> None:
+        epoch = self.state.epoch
+        metrics = self._train_epoch(task, data, epoch)
+        if (epoch + 1) % self.check_val_every_n_epoch == 0 or epoch + 1 == self.max_epochs:
+            metrics |= self.evaluate(task, data, "val")
+        metrics |= self._learning_rates()
+        self._step_schedulers("epoch", metrics)
+        self.state.metrics = metrics
+        self._emit("on_epoch_metrics", metrics)
+        self.state.epoch += 1
+        self._emit("on_epoch_end")
+
+    def _train_epoch(self, task, data: DataModule, epoch: int) -> dict[str, float]:
+        task.model.train()
+        num_batches = self._num_batches(data.num_batches("train"))
+        self._emit("on_train_epoch_start", num_batches)
+        totals: dict[str, Tensor] = {}
+        for index, batch in enumerate(self._limited(data.batches("train", epoch), num_batches)):
+            with self._autocast():
+                step = task.training_step(self._to_device(batch))
+            self.scaler.scale(step["loss"] / self.accumulate_grad_batches).backward()
+            if (index + 1) % self.accumulate_grad_batches == 0 or index + 1 == num_batches:
+                self._optimizer_step()
+                if self.state.step % self.log_every_n_steps == 0:
+                    self._emit("on_log", {"train/loss": step["loss"].item()})
+            for name, value in step.items():  # summed on the device: no host sync per step
+                totals[name] = totals.get(name, 0) + value.detach().float()
+            self._emit("on_train_batch_end")
+        means = {name: (total / num_batches).item() for name, total in totals.items()}
+        # The per-step curve is train/loss; the epoch's mean loss gets a name of its own.
+        return {f"train/{'loss_epoch' if name == 'loss' else name}": value for name, value in means.items()}
+
+    def _optimizer_step(self) -> None:
+        for optimizer in self.optimizers.values():
+            if self.gradient_clip_val:
+                self.scaler.unscale_(optimizer)
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.gradient_clip_val)
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        self._step_schedulers("step")
+
+    def _step_schedulers(self, interval: str, metrics: dict[str, float] | None = None) -> None:
+        for scheduled in self.schedulers:
+            if scheduled.interval != interval:
+                continue
+            if scheduled.monitor is None:
+                scheduled.scheduler.step()
+            elif scheduled.monitor in (metrics or {}):  # plateau: only after a validation
+                scheduled.scheduler.step(metrics[scheduled.monitor])
+
+    def _learning_rates(self) -> dict[str, float]:
+        rates = {name: optimizer.param_groups[0]["lr"] for name, optimizer in self.optimizers.items()}
+        if len(rates) == 1:
+            return {"train/lr": next(iter(rates.values()))}
+        return {f"train/lr_{name}": rate for name, rate in rates.items()}
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _num_batches(self, available: int) -> int:
+        return available if self.limit_batches is None else min(available, self.limit_batches)
+
+    def _limited(self, batches, available: int):
+        return itertools.islice(batches, self._num_batches(available))
+
+    def _to_device(self, batch):
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def _emit(self, event: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
+
+    # -- checkpoint state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs: tensors and plain containers only (loads with weights_only=True)."""
+        return {
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "model": self.task.model.state_dict(),
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            "schedulers": [scheduled.scheduler.state_dict() for scheduled in self.schedulers],
+            "scaler": self.scaler.state_dict(),
+            "callbacks": {type(callback).__name__: callback.state_dict() for callback in self.callbacks},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "python": random.getstate(),
+            },
+        }
+
+    def load_state_dict(self, checkpoint: dict) -> None:
+        self.state.epoch, self.state.step = checkpoint["epoch"], checkpoint["step"]
+        self.task.model.load_state_dict(checkpoint["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        for scheduled, state in zip(self.schedulers, checkpoint["schedulers"], strict=True):
+            scheduled.scheduler.load_state_dict(state)
+        if checkpoint["scaler"]:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        for callback in self.callbacks:
+            callback.load_state_dict(checkpoint["callbacks"].get(type(callback).__name__, {}))
+        rng = checkpoint["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(rng["python"])
