@@ -13,7 +13,7 @@ from dlrun.trainer import Trainer
 SCHEDULER_KEYS = ("interval", "warmup_epochs", "monitor")  # read by dlrun, not passed to the scheduler
 
 
-def instantiate(node: DictConfig, key: str, **supplied):
+def instantiate(node: DictConfig | dict, key: str, **supplied):
     """hydra.utils.instantiate, with a user's mistake (bad target, argument or value) as a ConfigError naming key."""
     try:
         return hydra.utils.instantiate(node, _convert_="all", **supplied)
@@ -27,7 +27,7 @@ def instantiate(node: DictConfig, key: str, **supplied):
                 f"{key}: could not build {node.get('_target_')}: {reason}; check the {key}.* keys "
                 "(dlrun --cfg job shows them)"
             ) from error
-        raise
+        raise cause from None  # a bug in the built code: its own traceback, not Hydra's wrapper
 
 
 def data(cfg: DictConfig):
@@ -71,10 +71,10 @@ def optimizer_factory(cfg: DictConfig) -> Callable:
 def schedulers(cfg: DictConfig, optimizers: dict, steps_per_epoch: int) -> list[ScheduledLR]:
     if not cfg.scheduler:
         return []
-    settings = {key: cfg.scheduler.get(key) for key in SCHEDULER_KEYS}
-    node = OmegaConf.masked_copy(cfg.scheduler, [k for k in cfg.scheduler if k not in SCHEDULER_KEYS])
-    if "steps_per_epoch" in node and node.steps_per_epoch is None:
-        node.steps_per_epoch = steps_per_epoch
+    node = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    settings = {key: node.pop(key, None) for key in SCHEDULER_KEYS}
+    if "steps_per_epoch" in node and node["steps_per_epoch"] is None:
+        node["steps_per_epoch"] = steps_per_epoch
     make_scheduler = instantiate(node, "scheduler")
     built = []
     for optimizer in optimizers.values():

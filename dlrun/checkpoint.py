@@ -33,7 +33,7 @@ def load(path: str | Path, *, key: str = "ckpt_path") -> dict:
             f"{key} = {path}: refused, the file holds objects beyond tensors and plain containers "
             f"({str(error).splitlines()[0]}); load only checkpoints written by dlrun"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # torch.load fails on a damaged file with many exception types
         raise ConfigError(
             f"{key} = {path}: not a readable checkpoint, truncated or corrupt ({str(error).splitlines()[0]}); "
             "type the path of another checkpoint, e.g. the run's checkpoints/best.pt"

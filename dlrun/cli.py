@@ -34,8 +34,9 @@ def report(error: ConfigError) -> None:
     """Print a configuration error as a short red panel on stderr, without a traceback."""
     from rich.console import Console
     from rich.panel import Panel
+    from rich.text import Text
 
-    body = "\n".join(f"• {problem}" for problem in error.problems)
+    body = Text("\n".join(f"• {problem}" for problem in error.problems))
     Console(stderr=True).print(Panel(body, title="dlrun: bad configuration", border_style="red", expand=False))
 
 

@@ -6,7 +6,7 @@ Imports no torch, so that config errors are reported in a fraction of a second.
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -26,11 +26,11 @@ class TrainerConfig:
     max_epochs: int = 30
     device: str = "auto"
     precision: str = "32"
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
-    limit_batches: Optional[int] = None
+    limit_batches: int | None = None
     fast_dev_run: bool = False
     deterministic: bool = False
 
@@ -47,7 +47,7 @@ class RunConfig:
     callbacks: Any = None
     name: str = "run"
     seed: int = 42
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None
     print_config: bool = True
     quiet: bool = False
 
@@ -152,7 +152,9 @@ def _check_loss(cfg: DictConfig) -> list[str]:
         ]
     smoothing = _value(cfg, "loss.criterion.label_smoothing")
     if smoothing is not None and not 0 <= smoothing < 1:
-        return [f"loss.criterion.label_smoothing = {smoothing}: must be in [0, 1); type loss.criterion.label_smoothing=0.1"]
+        return [
+            f"loss.criterion.label_smoothing = {smoothing}: must be in [0, 1); type loss.criterion.label_smoothing=0.1"
+        ]
     return [
         f"loss.{key} = {_value(cfg, f'loss.{key}')}: cannot be negative; type loss.{key}=0"
         for key in ("l1", "l2")
@@ -172,7 +174,9 @@ def _check_optimizer(cfg: DictConfig) -> list[str]:
             if value is not None and value <= 0:
                 problems.append(f"{group}.{key} = {value}: must be > 0; type {group}.{key}=0.001")
     if _value(cfg, "optimizer.nesterov") and not _value(cfg, "optimizer.momentum"):
-        problems.append("optimizer.nesterov = true needs momentum; type optimizer.momentum=0.9 or optimizer.nesterov=false")
+        problems.append(
+            "optimizer.nesterov = true needs momentum; type optimizer.momentum=0.9 or optimizer.nesterov=false"
+        )
     return problems
 
 
@@ -194,4 +198,7 @@ def _check_scheduler(cfg: DictConfig) -> list[str]:
 def _check_resume(cfg: DictConfig) -> list[str]:
     if cfg.ckpt_path is None or Path(cfg.ckpt_path).expanduser().is_file():
         return []
-    return [f"ckpt_path = {cfg.ckpt_path}: no such file; type the path of a last.pt or best.pt, e.g. outputs/<run>/checkpoints/last.pt"]
+    return [
+        f"ckpt_path = {cfg.ckpt_path}: no such file; "
+        "type the path of a last.pt or best.pt, e.g. outputs/<run>/checkpoints/last.pt"
+    ]

@@ -22,8 +22,8 @@ def parameter_count(console: Console, model) -> None:
 
 
 def results_table(metrics: dict[str, float]) -> Table:
-    table = Table(title="results of the best checkpoint")
-    table.add_column("metric")
+    table = Table(title="results")
+    table.add_column("metric (best checkpoint)")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
         table.add_row(name, f"{value:.4f}")

@@ -1,0 +1,76 @@
+"""The real datasets that ship inside scikit-learn: they work offline."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import sklearn.datasets
+
+from dlrun.data.module import DataModule
+from dlrun.data.splits import as_tensors, split_indices, standardize
+from dlrun.errors import ConfigError
+
+DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+
+
+def load(
+    *,
+    name: str,
+    in_shape: Sequence[int],
+    num_classes: int | None,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int = 0,
+    normalize: bool = True,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    shuffle_seed: int = 0,
+) -> DataModule:
+    if name not in DATASETS:
+        raise ConfigError(
+            f"dataset.name = {name}: not a bundled scikit-learn dataset; type one of {', '.join(DATASETS)}"
+        )
+    bunch = getattr(sklearn.datasets, f"load_{name}")()
+    inputs, targets = bunch.data, bunch.target
+    classification = num_classes is not None
+    _check_matches(name, inputs, targets, in_shape, num_classes)
+    train, val, test = split_indices(
+        targets, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed, stratify=classification
+    )
+    splits = [as_tensors(inputs[i], targets[i], classification=classification) for i in (train, val, test)]
+    xs = [x.reshape(len(x), *in_shape) for x, _ in splits]
+    ys = [y for _, y in splits]
+    target_mean = target_std = None
+    if normalize:
+        # Images share one mean and std per channel; tabular features get one each.
+        dims = (0, 2, 3) if len(in_shape) == 3 else (0,)
+        xs = list(standardize(*xs, dims=dims))
+        if not classification:
+            target_mean, target_std = ys[0].mean(dim=0), ys[0].std(dim=0)
+            ys = list(standardize(*ys, dims=(0,)))
+    class_names = [str(c) for c in getattr(bunch, "target_names", [])] if classification else []
+    return DataModule(
+        *zip(xs, ys, strict=True),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle_seed=shuffle_seed,
+        target_mean=target_mean,
+        target_std=target_std,
+        class_names=class_names,
+    )
+
+
+def _check_matches(
+    name: str, inputs: np.ndarray, targets: np.ndarray, in_shape: Sequence[int], num_classes: int | None
+) -> None:
+    features = int(np.prod(in_shape))
+    if features != inputs.shape[1]:
+        raise ConfigError(
+            f"dataset.in_shape = {list(in_shape)}: {name} has {inputs.shape[1]} features per sample; "
+            "type an in_shape with that many values, e.g. "
+            f"dataset.in_shape=[{inputs.shape[1]}]"
+        )
+    if num_classes is not None and num_classes != len(np.unique(targets)):
+        raise ConfigError(
+            f"dataset.num_classes = {num_classes}: {name} has {len(np.unique(targets))} classes; "
+            f"type dataset.num_classes={len(np.unique(targets))}"
+        )

@@ -1,0 +1,50 @@
+"""Compose the real conf/ with Hydra's compose API, shrunk for tests; run the real CLI as a subprocess."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from dlrun.config import CONFIG_DIR, register_schemas
+
+REPO = Path(__file__).resolve().parent.parent
+DLRUN = str(Path(sys.executable).with_name("dlrun"))
+# Settings that keep a test run small and on the CPU; tests add their own overrides after these.
+SMALL = ["trainer.device=cpu", "print_config=false", "quiet=true", "name=test"]
+
+register_schemas()
+
+
+def compose_config(*overrides: str, small: bool = True) -> DictConfig:
+    """The config `dlrun <overrides>` would run, composed from the real conf/."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[*(SMALL if small else []), *overrides])
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed `dlrun` console script, run in cwd (so outputs/ lands there)."""
+    env = os.environ | {"COLUMNS": "200"} | (env or {})
+    return subprocess.run([DLRUN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def option_names(group: str) -> list[str]:
+    """Every option of a config group: one per YAML file under conf/<group>/."""
+    return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def only_run_dir(outputs: Path) -> Path:
+    """The single run dir a `dlrun` run made under outputs/."""
+    run_dirs = [path.parent for path in outputs.glob("*/*/.hydra")]
+    assert len(run_dirs) == 1, run_dirs
+    return run_dirs[0]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "run"
+    directory.mkdir()
+    return directory

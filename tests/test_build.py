@@ -1,0 +1,110 @@
+"""Every model, optimizer, scheduler and loss option builds and trains a few real steps."""
+
+import json
+
+import pytest
+import torch
+from conftest import compose_config, option_names
+
+from dlrun import build
+from dlrun.errors import ConfigError
+from dlrun.models.layers import ACTIVATIONS
+from dlrun.models.vision import RESNETS
+from dlrun.run import run
+
+EMBEDDED = ["digits", "iris", "wine", "breast_cancer", "diabetes"]
+IMAGE_MODELS = ["cnn", "resnet"]
+FAST = ["trainer.fast_dev_run=true"]
+
+
+def fits(model: str, dataset: str) -> bool:
+    return model == "mlp" or dataset == "digits"
+
+
+@pytest.mark.parametrize(("model", "dataset"), [(m, d) for m in option_names("model") for d in EMBEDDED if fits(m, d)])
+def test_every_model_trains_on_every_dataset_that_fits(model, dataset, run_dir):
+    run(compose_config(f"model={model}", f"dataset={dataset}", *FAST), run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert all(name.split("/")[0] in ("val", "test") for name in metrics)
+    assert all(torch.isfinite(torch.tensor(value)) or name.endswith("auroc") for name, value in metrics.items())
+
+
+@pytest.mark.parametrize("model", IMAGE_MODELS)
+def test_image_models_refuse_tabular_data(model, run_dir):
+    with pytest.raises(ConfigError, match=f"model={model} needs images"):
+        run(compose_config(f"model={model}", "dataset=iris", *FAST), run_dir)
+
+
+@pytest.mark.parametrize("variant", RESNETS)
+def test_every_resnet_variant_builds_for_small_images(variant):
+    network = build.model(compose_config("model=resnet", f"model.variant={variant}"))
+    assert network(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_large_images_keep_the_imagenet_stem():
+    network = build.model(compose_config("model=resnet", "dataset=cifar10", "dataset.in_shape=[1,96,96]"))
+    assert network.conv1.stride == (2, 2) and network.conv1.in_channels == 1
+    assert network(torch.randn(2, 1, 96, 96)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation(activation, run_dir):
+    run(compose_config(f"model.activation={activation}", "model.batch_norm=true", *FAST), run_dir)
+
+
+def test_cnn_options_shape_the_network():
+    network = build.model(
+        compose_config("model=cnn", "model.channels=[8,16,32]", "model.kernel_size=5", "model.pooling=avg")
+    )
+    convs = [m for m in network if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 16, 32]
+    assert convs[0].kernel_size == (5, 5)
+    assert any(isinstance(m, torch.nn.AvgPool2d) for m in network)
+
+
+@pytest.mark.parametrize("option", option_names("optimizer"))
+def test_every_optimizer_takes_steps(option, run_dir):
+    cfg = compose_config(f"optimizer={option}", *FAST)
+    run(cfg, run_dir)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["step"] == 2
+    assert checkpoint["optimizers"]["model"]["param_groups"][0]["lr"] > 0
+
+
+@pytest.mark.parametrize("option", [o for o in option_names("scheduler") if o != "none"])
+def test_every_scheduler_changes_the_learning_rate(option, run_dir):
+    overrides = {
+        "step": ["scheduler.step_size=1"],
+        "cosine": [],
+        "onecycle": [],
+        "plateau": ["scheduler.patience=0", "scheduler.mode=max", "callbacks.early_stopping=null"],
+    }[option]
+    cfg = compose_config(f"scheduler={option}", *overrides, "trainer.max_epochs=3", "trainer.limit_batches=2")
+    run(cfg, run_dir)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    final_lr = checkpoint["optimizers"]["model"]["param_groups"][0]["lr"]
+    assert final_lr != cfg.optimizer.lr
+
+
+def test_warmup_ramps_the_learning_rate_up(run_dir):
+    cfg = compose_config(
+        "scheduler=cosine", "scheduler.warmup_epochs=2", "trainer.max_epochs=1", "trainer.limit_batches=2"
+    )
+    run(cfg, run_dir)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["optimizers"]["model"]["param_groups"][0]["lr"] < cfg.optimizer.lr
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["loss=cross_entropy", "loss.criterion.label_smoothing=0.1"],
+        ["loss=cross_entropy", "loss.criterion.class_weights=[1,1,1,1,1,1,1,1,1,2]"],
+        ["loss=cross_entropy", "loss.l1=1e-5", "loss.l2=1e-4"],
+        ["dataset=breast_cancer", "loss=bce", "loss.criterion.pos_weight=2.0"],
+        ["dataset=diabetes", "loss=mse"],
+    ],
+)
+def test_every_loss_option_trains(overrides, run_dir):
+    run(compose_config(*overrides, *FAST), run_dir)
+    assert (run_dir / "metrics.json").is_file()

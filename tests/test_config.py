@@ -1,0 +1,86 @@
+"""Every option of every group composes, and validate() names each impossible value."""
+
+import pytest
+from conftest import compose_config, option_names
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from dlrun.config import validate
+from dlrun.errors import ConfigError
+
+GROUPS = ["model", "dataset", "task", "loss", "optimizer", "scheduler", "trainer", "callbacks"]
+
+
+@pytest.mark.parametrize(("group", "option"), [(group, option) for group in GROUPS for option in option_names(group)])
+def test_every_option_composes_and_resolves(group, option):
+    cfg = compose_config(f"{group}={option}")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert group in resolved
+
+
+def test_defaults_are_the_digits_mlp():
+    cfg = compose_config()
+    assert cfg.dataset.name == "digits"
+    assert cfg.model._target_ == "dlrun.models.mlp.mlp"
+    assert list(cfg.model.in_shape) == [1, 8, 8]
+    assert cfg.model.num_outputs == 10
+    validate(cfg)
+
+
+def test_regression_dataset_brings_its_loss_but_the_command_line_wins():
+    assert compose_config("dataset=diabetes").loss.problem == "regression"
+    assert compose_config("dataset=diabetes").model.num_outputs == 1
+    assert compose_config("dataset=diabetes", "loss=cross_entropy").loss.problem == "classification"
+
+
+def test_binary_loss_gives_one_output():
+    cfg = compose_config("dataset=breast_cancer", "loss=bce")
+    assert cfg.model.num_outputs == 1
+    validate(cfg)
+
+
+def test_trainer_keys_are_typed():
+    with pytest.raises(ConfigCompositionException, match="trainer.max_epoch"):
+        compose_config("trainer.max_epoch=3")
+    with pytest.raises(ConfigCompositionException, match="trainer.max_epochs=many"):
+        compose_config("trainer.max_epochs=many")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optimizer.lr=0"], "optimizer.lr = 0: must be > 0; type optimizer.lr=0.001"),
+        (["optimizer=sgd", "optimizer.lr=-0.1"], "optimizer.lr = -0.1: must be > 0"),
+        (["dataset.val_fraction=0.5", "dataset.test_fraction=0.6"], "leaves nothing to train on"),
+        (["dataset.test_fraction=1.5"], "dataset.test_fraction = 1.5: must be between 0 and 1"),
+        (["dataset.batch_size=0"], "dataset.batch_size = 0: must be at least 1"),
+        (["loss=bce"], "loss = bce needs 2 classes, dataset digits has 10; type loss=cross_entropy"),
+        (["loss=mse"], "loss = mse on dataset digits with 10 classes; type loss=cross_entropy"),
+        (["dataset=diabetes", "loss=cross_entropy"], "regression dataset diabetes; type loss=mse"),
+        (["loss.criterion.class_weights=[1,2]"], "needs one weight per class (10)"),
+        (["loss.l2=-1"], "loss.l2 = -1: cannot be negative"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs = 0: must be at least 1"),
+        (["trainer.precision=8"], "trainer.precision = 8: unknown; type one of trainer.precision=32|bf16|16"),
+        (["trainer.device=tpu"], "trainer.device = tpu: unknown"),
+        (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches = 0: must be at least 1"),
+        (["optimizer=sgd", "optimizer.momentum=0", "optimizer.nesterov=true"], "nesterov = true needs momentum"),
+        (["scheduler=step", "scheduler.interval=batch"], "scheduler.interval = batch: unknown"),
+        (["ckpt_path=missing/last.pt"], "ckpt_path = missing/last.pt: no such file"),
+    ],
+)
+def test_impossible_values_are_named(overrides, message):
+    with pytest.raises(ConfigError) as raised:
+        validate(compose_config(*overrides))
+    assert message in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as raised:
+        validate(compose_config("optimizer.lr=-1", "trainer.max_epochs=0", "loss=bce"))
+    assert len(raised.value.problems) == 3
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused():
+    with pytest.raises(ConfigError, match="trainer.device = cuda: no CUDA GPU on this machine"):
+        validate(compose_config("trainer.device=cuda"))

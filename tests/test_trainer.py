@@ -1,0 +1,128 @@
+"""The central trainer on real data: checkpoints, resume, early stopping, accumulation, precision."""
+
+import json
+
+import pytest
+import torch
+from conftest import compose_config
+
+from dlrun import build
+from dlrun.run import run
+
+SHORT = ["trainer.limit_batches=4"]
+
+
+def last_checkpoint(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+
+
+def test_a_run_writes_checkpoints_model_and_metrics(run_dir):
+    run(compose_config("trainer.max_epochs=2", *SHORT), run_dir)
+    checkpoint = last_checkpoint(run_dir)
+    assert {"model", "optimizers", "schedulers", "scaler", "epoch", "step", "rng", "callbacks", "config"} <= set(
+        checkpoint
+    )
+    assert checkpoint["epoch"] == 2 and checkpoint["step"] == 8
+    assert checkpoint["config"]["optimizer"]["lr"] == 0.001
+    assert set(checkpoint["callbacks"]) == {"EarlyStopping", "Checkpoint", "TensorBoard", "Progress"}
+    network = build.model(compose_config())
+    network.load_state_dict(torch.load(run_dir / "model.pt"))  # a plain state_dict, the primer's way
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    assert best["callbacks"]["Checkpoint"]["best"] == pytest.approx(metrics["val/loss"], rel=1e-5)
+    assert set(metrics) == {"val/loss", "val/acc", "val/top5_acc", "test/loss", "test/acc", "test/top5_acc"}
+
+
+def test_model_pt_holds_the_best_checkpoints_weights(run_dir):
+    run(compose_config("trainer.max_epochs=3", *SHORT), run_dir)
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"]
+    final = torch.load(run_dir / "model.pt", weights_only=True)
+    assert all(torch.equal(best[name], final[name]) for name in best)
+
+
+@pytest.mark.parametrize("scheduler", ["none", "step"])
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, scheduler):
+    overrides = [f"scheduler={scheduler}", "model.dropout=0.3", "trainer.limit_batches=6"]
+    if scheduler == "step":
+        overrides.append("scheduler.step_size=1")
+    straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
+    run(compose_config("trainer.max_epochs=4", *overrides), straight)
+    run(compose_config("trainer.max_epochs=2", *overrides), first)
+    run(
+        compose_config("trainer.max_epochs=4", f"ckpt_path={first / 'checkpoints' / 'last.pt'}", *overrides),
+        resumed,
+    )
+    expected, actual = last_checkpoint(straight), last_checkpoint(resumed)
+    assert actual["epoch"] == expected["epoch"] == 4
+    assert actual["step"] == expected["step"]
+    for name, tensor in expected["model"].items():
+        assert torch.equal(tensor, actual["model"][name]), name
+    assert (
+        actual["optimizers"]["model"]["param_groups"][0]["lr"]
+        == expected["optimizers"]["model"]["param_groups"][0]["lr"]
+    )
+    assert json.loads((straight / "metrics.json").read_text()) == json.loads((resumed / "metrics.json").read_text())
+
+
+def test_early_stopping_ends_training(run_dir):
+    # min_delta=10 makes every epoch after the first a non-improvement.
+    run(
+        compose_config(
+            "trainer.max_epochs=20", "callbacks.early_stopping.patience=2", "callbacks.early_stopping.min_delta=10"
+        ),
+        run_dir,
+    )
+    checkpoint = last_checkpoint(run_dir)
+    assert checkpoint["epoch"] == 3
+    assert checkpoint["callbacks"]["EarlyStopping"]["wait"] == 2
+
+
+def test_gradient_accumulation_takes_fewer_optimizer_steps(run_dir):
+    run(compose_config("trainer.max_epochs=1", "trainer.accumulate_grad_batches=4"), run_dir)
+    batches = -(-int(1797 * 0.7) // 64)  # training batches of digits at batch size 64
+    assert last_checkpoint(run_dir)["step"] == -(-batches // 4)
+
+
+def test_fast_dev_run_is_one_short_epoch(run_dir):
+    run(compose_config("trainer.fast_dev_run=true", "trainer.max_epochs=50"), run_dir)
+    checkpoint = last_checkpoint(run_dir)
+    assert (checkpoint["epoch"], checkpoint["step"]) == (1, 2)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "16"])
+def test_mixed_precision_trains(precision, run_dir):
+    run(compose_config(f"trainer.precision={precision}", "trainer.max_epochs=1", *SHORT), run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/loss"] == metrics["test/loss"]  # not NaN
+    assert last_checkpoint(run_dir)["scaler"] or precision == "bf16"
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    # With a huge learning rate, clipping to a tiny norm keeps SGD's first step tiny.
+    overrides = ["optimizer=sgd", "optimizer.lr=100", "optimizer.momentum=0", "trainer.max_epochs=1"]
+    run(compose_config(*overrides, "trainer.limit_batches=1", "trainer.gradient_clip_val=1e-6"), tmp_path / "a")
+    torch.manual_seed(42)  # the run's seed: the same initial weights
+    initial = build.model(compose_config(*overrides))
+    trained = last_checkpoint(tmp_path / "a")["model"]
+    change = torch.cat([(trained[n] - p).flatten() for n, p in initial.state_dict().items()]).norm()
+    assert 0 < change <= 100 * 1e-6 * 1.01
+
+
+def test_deterministic_runs_repeat_exactly(tmp_path):
+    overrides = ["model=cnn", "trainer.deterministic=true", "trainer.max_epochs=1", *SHORT]
+    run(compose_config(*overrides), tmp_path / "a")
+    run(compose_config(*overrides), tmp_path / "b")
+    first, second = last_checkpoint(tmp_path / "a")["model"], last_checkpoint(tmp_path / "b")["model"]
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    torch.use_deterministic_algorithms(False)
+
+
+def test_validation_interval(run_dir):
+    run(compose_config("trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2", *SHORT), run_dir)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    # epochs 2 and 3: every second epoch, and always the last one
+    assert len(events.Scalars("val/loss")) == 2
+    assert len(events.Scalars("train/loss_epoch")) == 3
