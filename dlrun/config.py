@@ -48,6 +48,7 @@ class RunConfig:
     name: str = "run"
     seed: int = 42
     ckpt_path: str | None = None
+    resume: str = "never"
     print_config: bool = True
     quiet: bool = False
 
@@ -196,6 +197,8 @@ def _check_scheduler(cfg: DictConfig) -> list[str]:
 
 
 def _check_resume(cfg: DictConfig) -> list[str]:
+    if cfg.resume not in ("never", "auto"):
+        return [f"resume = {cfg.resume}: unknown; type resume=auto or resume=never"]
     if cfg.ckpt_path is None or Path(cfg.ckpt_path).expanduser().is_file():
         return []
     return [

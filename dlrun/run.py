@@ -27,7 +27,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
     trainer = build.trainer(cfg, run_dir)
     schedulers = build.schedulers(cfg, optimizers, trainer.optimizer_steps_per_epoch(data))
-    resume_from = _resume_checkpoint(cfg.ckpt_path, model)
+    resume_from = _resume_checkpoint(_checkpoint_to_resume(cfg, run_dir), model)
     report.parameter_count(console, model)
 
     trainer.fit(task, data, optimizers, schedulers, checkpoint=resume_from)
@@ -44,6 +44,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
+    """ckpt_path when given; with resume=auto, the run dir's own last.pt (a restarted, preempted job)."""
+    own_last = run_dir / "checkpoints" / "last.pt"
+    if cfg.ckpt_path is None and cfg.resume == "auto" and own_last.is_file():
+        return str(own_last)
+    return cfg.ckpt_path
 
 
 def _resume_checkpoint(ckpt_path: str | None, model: torch.nn.Module) -> dict | None:

@@ -67,6 +67,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.state = State()
         self.task = None
+        self.data: DataModule | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: list[ScheduledLR] = []
         if deterministic:
@@ -85,7 +86,7 @@ class Trainer:
         checkpoint: dict | None = None,
     ) -> State:
         """Train until max_epochs or a callback stops it; `checkpoint` (a state_dict of this class) resumes."""
-        self.task, self.optimizers, self.schedulers = task, optimizers, list(schedulers)
+        self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
         task.model.to(self.device)
         data.to(self.device)
         if checkpoint is not None:
@@ -216,6 +217,7 @@ class Trainer:
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "schedulers": [scheduled.scheduler.state_dict() for scheduled in self.schedulers],
             "scaler": self.scaler.state_dict(),
+            "preprocessing": self.data.preprocessing(),
             "callbacks": {type(callback).__name__: callback.state_dict() for callback in self.callbacks},
             "rng": {
                 "torch": torch.get_rng_state(),

@@ -19,9 +19,10 @@ def last_checkpoint(run_dir):
 def test_a_run_writes_checkpoints_model_and_metrics(run_dir):
     run(compose_config("trainer.max_epochs=2", *SHORT), run_dir)
     checkpoint = last_checkpoint(run_dir)
-    assert {"model", "optimizers", "schedulers", "scaler", "epoch", "step", "rng", "callbacks", "config"} <= set(
-        checkpoint
-    )
+    expected = {"model", "optimizers", "schedulers", "scaler", "epoch", "step", "rng", "callbacks", "config"}
+    assert expected | {"preprocessing"} <= set(checkpoint)
+    assert checkpoint["preprocessing"]["input_mean"].shape == (1, 1, 1)  # one channel of 8x8 images
+    assert checkpoint["preprocessing"]["class_names"] == [str(digit) for digit in range(10)]
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 8
     assert checkpoint["config"]["optimizer"]["lr"] == 0.001
     assert set(checkpoint["callbacks"]) == {"EarlyStopping", "Checkpoint", "TensorBoard", "Progress"}
@@ -126,3 +127,10 @@ def test_validation_interval(run_dir):
     # epochs 2 and 3: every second epoch, and always the last one
     assert len(events.Scalars("val/loss")) == 2
     assert len(events.Scalars("train/loss_epoch")) == 3
+
+
+def test_resume_auto_continues_from_the_run_dirs_own_last_pt(run_dir):
+    run(compose_config("trainer.max_epochs=2", "resume=auto", *SHORT), run_dir)  # nothing to resume: starts fresh
+    assert last_checkpoint(run_dir)["epoch"] == 2
+    run(compose_config("trainer.max_epochs=3", "resume=auto", *SHORT), run_dir)
+    assert (last_checkpoint(run_dir)["epoch"], last_checkpoint(run_dir)["step"]) == (3, 12)

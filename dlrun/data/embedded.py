@@ -39,20 +39,21 @@ def load(
     splits = [as_tensors(inputs[i], targets[i], classification=classification) for i in (train, val, test)]
     xs = [x.reshape(len(x), *in_shape) for x, _ in splits]
     ys = [y for _, y in splits]
-    target_mean = target_std = None
+    input_mean = input_std = target_mean = target_std = None
     if normalize:
         # Images share one mean and std per channel; tabular features get one each.
         dims = (0, 2, 3) if len(in_shape) == 3 else (0,)
-        xs = list(standardize(*xs, dims=dims))
+        xs, input_mean, input_std = standardize(*xs, dims=dims)
         if not classification:
-            target_mean, target_std = ys[0].mean(dim=0), ys[0].std(dim=0)
-            ys = list(standardize(*ys, dims=(0,)))
+            ys, target_mean, target_std = standardize(*ys, dims=(0,))
     class_names = [str(c) for c in getattr(bunch, "target_names", [])] if classification else []
     return DataModule(
         *zip(xs, ys, strict=True),
         batch_size=batch_size,
         num_workers=num_workers,
         shuffle_seed=shuffle_seed,
+        input_mean=input_mean,
+        input_std=input_std,
         target_mean=target_mean,
         target_std=target_std,
         class_names=class_names,

@@ -24,9 +24,21 @@ class DataModule:
     batch_size: int
     num_workers: int = 0
     shuffle_seed: int = 0  # the training order of epoch e is a permutation seeded with shuffle_seed + e
+    input_mean: Tensor | None = None  # the standardisation applied to the inputs, for new inputs at prediction
+    input_std: Tensor | None = None
     target_mean: Tensor | None = None  # regression: targets are standardised, these undo it
     target_std: Tensor | None = None
     class_names: list[str] = field(default_factory=list)
+
+    def preprocessing(self) -> dict:
+        """What turns a raw input into a model input, and an output back into a label: kept in checkpoints."""
+        return {
+            "input_mean": self.input_mean,
+            "input_std": self.input_std,
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+            "class_names": list(self.class_names),
+        }
 
     def to(self, device: torch.device) -> "DataModule":
         """Move the splits to the device once; the DataLoader path copies each batch instead."""

@@ -32,11 +32,11 @@ def split_off(targets: np.ndarray, *, fraction: float, seed: int, stratify: bool
     return kept, held_out
 
 
-def standardize(train: Tensor, *others: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, ...]:
-    """(x - mean) / std over `dims`, with the training split's mean and std applied to every split."""
+def standardize(train: Tensor, *others: Tensor, dims: tuple[int, ...]) -> tuple[list[Tensor], Tensor, Tensor]:
+    """(x - mean) / std over `dims` for every split, with the training split's mean and std (also returned)."""
     mean = train.mean(dim=dims, keepdim=True)
     std = train.std(dim=dims, keepdim=True).clamp_min(1e-8)
-    return tuple((x - mean) / std for x in (train, *others))
+    return [(x - mean) / std for x in (train, *others)], mean[0], std[0]
 
 
 def as_tensors(inputs: np.ndarray, targets: np.ndarray, *, classification: bool) -> tuple[Tensor, Tensor]:

@@ -54,13 +54,16 @@ def load(
     # Index the uint8 images, then convert: the float copy of the whole training set is never made.
     xs = [_as_float(train_x[kept]), _as_float(train_x[held_out]), _as_float(test_x)]
     ys = [train_y[kept], train_y[held_out], test_y]
+    input_mean = input_std = None
     if normalize:
-        xs = list(standardize(*xs, dims=(0, 2, 3)))
+        xs, input_mean, input_std = standardize(*xs, dims=(0, 2, 3))
     return DataModule(
         *zip(xs, ys, strict=True),
         batch_size=batch_size,
         num_workers=num_workers,
         shuffle_seed=shuffle_seed,
+        input_mean=input_mean,
+        input_std=input_std,
         class_names=list(official_train.classes),
     )
 
