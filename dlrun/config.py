@@ -33,6 +33,7 @@ class TrainerConfig:
     limit_batches: int | None = None
     fast_dev_run: bool = False
     deterministic: bool = False
+    nonfinite_loss: str = "stop"
 
 
 @dataclass
@@ -92,6 +93,8 @@ def _check_trainer(cfg: DictConfig) -> list[str]:
         value = trainer[key]
         if value is not None and value < 1:
             problems.append(f"trainer.{key} = {value}: must be at least 1; type trainer.{key}=1")
+    if trainer.nonfinite_loss not in ("stop", "skip"):
+        problems.append(f"trainer.nonfinite_loss = {trainer.nonfinite_loss}: unknown; type stop or skip")
     clip = trainer.gradient_clip_val
     if clip is not None and clip <= 0:
         problems.append(f"trainer.gradient_clip_val = {clip}: must be > 0; type trainer.gradient_clip_val=1.0 or null")

@@ -2,6 +2,7 @@
 
 import json
 import random
+import signal
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ from rich.console import Console
 from dlrun import build, report
 from dlrun.checkpoint import load
 from dlrun.errors import ConfigError
+from dlrun.trainer import TrainingInterrupted
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
@@ -30,7 +32,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     resume_from = _resume_checkpoint(_checkpoint_to_resume(cfg, run_dir), model)
     report.parameter_count(console, model)
 
-    trainer.fit(task, data, optimizers, schedulers, checkpoint=resume_from)
+    try:
+        trainer.fit(task, data, optimizers, schedulers, checkpoint=resume_from)
+    except TrainingInterrupted as interrupted:
+        _explain_interruption(interrupted, run_dir)
+        raise SystemExit(128 + interrupted.signum) from None  # 130 for SIGINT, 143 for SIGTERM
 
     best = run_dir / "checkpoints" / "best.pt"
     metrics = trainer.test(task, data, load(best, key="best checkpoint")["model"] if best.is_file() else None)
@@ -39,6 +45,17 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     console.print(report.results_table(metrics))
     print(run_dir if cfg.quiet else f"run dir: {run_dir}")  # the one line a quiet run prints
     return metrics.get(OmegaConf.select(cfg, "callbacks.checkpoint.monitor", default="val/loss"))
+
+
+def _explain_interruption(interrupted: TrainingInterrupted, run_dir: Path) -> None:
+    """Said on stderr, also by a quiet run: where the state is and how to continue."""
+    state = interrupted.state
+    Console(stderr=True).print(
+        f"[yellow]{signal.Signals(interrupted.signum).name}[/]: stopped after step {state.step} "
+        f"(epoch {state.epoch + 1}, batch {state.batch}); saved {run_dir / 'checkpoints' / 'last.pt'}\n"
+        f"resume with:  dlrun resume=auto hydra.run.dir={run_dir} <the same overrides>",
+        soft_wrap=True,
+    )
 
 
 def seed_everything(seed: int) -> None:

@@ -15,7 +15,9 @@ from torch import Tensor
 
 from dlrun.callbacks.base import Callback
 from dlrun.data.module import DataModule
+from dlrun.errors import ConfigError
 from dlrun.schedulers import ScheduledLR
+from dlrun.signals import StopRequests
 
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 FAST_DEV_RUN_BATCHES = 2
@@ -25,8 +27,23 @@ FAST_DEV_RUN_BATCHES = 2
 class State:
     epoch: int = 0  # completed epochs
     step: int = 0  # optimizer steps taken
+    batch: int = 0  # training batches done in the current epoch (non-zero only in a mid-epoch checkpoint)
     should_stop: bool = False  # a callback sets it to end training after this epoch
     metrics: dict[str, float] = field(default_factory=dict)  # the latest epoch's metrics
+    interrupted_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped training mid-epoch
+    skipped_batches: int = 0  # batches whose loss was NaN or infinite, skipped (nonfinite_loss=skip)
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM after the current step; callbacks have saved the state."""
+
+    def __init__(self, signum: int, state: State):
+        self.signum, self.state = signum, state
+        super().__init__(f"interrupted by signal {signum} at epoch {state.epoch + 1}, step {state.step}")
+
+
+class NonFiniteLoss(ConfigError):
+    """The training loss became NaN or infinite: the configuration diverges."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,6 +70,7 @@ class Trainer:
         limit_batches: int | None = None,
         fast_dev_run: bool = False,
         deterministic: bool = False,
+        nonfinite_loss: str = "stop",
         callbacks: Sequence[Callback] = (),
     ):
         self.max_epochs = 1 if fast_dev_run else max_epochs
@@ -64,8 +82,10 @@ class Trainer:
         self.accumulate_grad_batches = accumulate_grad_batches
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.log_every_n_steps = log_every_n_steps
+        self.skip_nonfinite = nonfinite_loss == "skip"
         self.callbacks = list(callbacks)
         self.state = State()
+        self._stop_requests = StopRequests()  # entered during fit: a SIGINT/SIGTERM ends it after the current step
         self.task = None
         self.data: DataModule | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -93,8 +113,12 @@ class Trainer:
             self.load_state_dict(checkpoint)
         self._emit("on_fit_start")
         try:
-            while self.state.epoch < self.max_epochs and not self.state.should_stop:
-                self._run_epoch(task, data)
+            with StopRequests() as self._stop_requests:
+                while self.state.epoch < self.max_epochs and not self.state.should_stop:
+                    self._run_epoch(task, data)
+                    if self.state.interrupted_by is not None:
+                        self._emit("on_interrupt")
+                        raise TrainingInterrupted(self.state.interrupted_by, self.state)
         finally:
             self._emit("on_fit_end")
         return self.state
@@ -131,6 +155,8 @@ class Trainer:
     def _run_epoch(self, task, data: DataModule) -> None:
         epoch = self.state.epoch
         metrics = self._train_epoch(task, data, epoch)
+        if self.state.interrupted_by is not None:
+            return
         if (epoch + 1) % self.check_val_every_n_epoch == 0 or epoch + 1 == self.max_epochs:
             metrics |= self.evaluate(task, data, "val")
         metrics |= self._learning_rates()
@@ -145,20 +171,52 @@ class Trainer:
         num_batches = self._num_batches(data.num_batches("train"))
         self._emit("on_train_epoch_start", num_batches)
         totals: dict[str, Tensor] = {}
-        for index, batch in enumerate(self._limited(data.batches("train", epoch), num_batches)):
+        summed = 0  # batches in totals
+        first_nonfinite_step = torch.full((), -1, device=self.device)  # found on the device, read when logging
+        batches = itertools.islice(data.batches("train", epoch), self.state.batch, num_batches)  # resumes mid-epoch
+        for index, batch in enumerate(batches, start=self.state.batch):
             with self._autocast():
                 step = task.training_step(self._to_device(batch))
-            self.scaler.scale(step["loss"] / self.accumulate_grad_batches).backward()
-            if (index + 1) % self.accumulate_grad_batches == 0 or index + 1 == num_batches:
-                self._optimizer_step()
-                if self.state.step % self.log_every_n_steps == 0:
-                    self._emit("on_log", {"train/loss": step["loss"].item()})
+            loss = step["loss"]
+            if self.skip_nonfinite and not torch.isfinite(loss):
+                self.state.skipped_batches += 1
+                continue
+            finite = torch.isfinite(loss.detach())
+            first_nonfinite_step = torch.where(
+                finite | (first_nonfinite_step >= 0), first_nonfinite_step, self.state.step
+            )
+            self.scaler.scale(loss / self.accumulate_grad_batches).backward()
             for name, value in step.items():  # summed on the device: no host sync per step
                 totals[name] = totals.get(name, 0) + value.detach().float()
+            summed += 1
             self._emit("on_train_batch_end")
-        means = {name: (total / num_batches).item() for name, total in totals.items()}
+            if (index + 1) % self.accumulate_grad_batches and index + 1 != num_batches:
+                continue
+            self._optimizer_step()
+            self.state.batch = index + 1
+            if self.state.step % self.log_every_n_steps == 0:
+                self._check_finite(first_nonfinite_step)
+                self._emit("on_log", {"train/loss": loss.item()})
+            if self._stop_requests.signum is not None:
+                self.state.interrupted_by = self._stop_requests.signum
+                return {}
+        self._check_finite(first_nonfinite_step)
+        self.state.batch = 0
+        means = {name: (total / summed).item() for name, total in totals.items()}
+        if self.skip_nonfinite:
+            means["skipped_batches"] = self.state.skipped_batches
         # The per-step curve is train/loss; the epoch's mean loss gets a name of its own.
         return {f"train/{'loss_epoch' if name == 'loss' else name}": value for name, value in means.items()}
+
+    def _check_finite(self, first_nonfinite_step: Tensor) -> None:
+        step = int(first_nonfinite_step.item())
+        if step >= 0:
+            raise NonFiniteLoss(
+                f"train/loss became NaN or infinite at step {step + 1} (epoch {self.state.epoch + 1}); "
+                "training stopped and the last good checkpoint is kept. Try a lower optimizer.lr, "
+                "trainer.gradient_clip_val=1.0, trainer.precision=32, "
+                "or trainer.nonfinite_loss=skip to skip such batches"
+            )
 
     def _optimizer_step(self) -> None:
         for optimizer in self.optimizers.values():
@@ -213,6 +271,7 @@ class Trainer:
         return {
             "epoch": self.state.epoch,
             "step": self.state.step,
+            "batch": self.state.batch,
             "model": self.task.model.state_dict(),
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "schedulers": [scheduled.scheduler.state_dict() for scheduled in self.schedulers],
@@ -227,7 +286,11 @@ class Trainer:
         }
 
     def load_state_dict(self, checkpoint: dict) -> None:
-        self.state.epoch, self.state.step = checkpoint["epoch"], checkpoint["step"]
+        self.state.epoch, self.state.step, self.state.batch = (
+            checkpoint["epoch"],
+            checkpoint["step"],
+            checkpoint["batch"],
+        )
         self.task.model.load_state_dict(checkpoint["model"])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(checkpoint["optimizers"][name])

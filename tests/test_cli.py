@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+
 from conftest import REPO, only_run_dir, run_cli
 
 QUICK = ["trainer.max_epochs=2", "trainer.limit_batches=3", "trainer.device=cpu"]

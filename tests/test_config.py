@@ -1,12 +1,13 @@
 """Every option of every group composes, and validate() names each impossible value."""
 
 import pytest
-from conftest import compose_config, option_names
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from dlrun.config import validate
 from dlrun.errors import ConfigError
+
+from conftest import compose_config, option_names
 
 GROUPS = ["model", "dataset", "task", "loss", "optimizer", "scheduler", "trainer", "callbacks"]
 

@@ -3,9 +3,10 @@
 import json
 
 import pytest
-from conftest import compose_config
 
 from dlrun.run import run
+
+from conftest import compose_config
 
 BARS = [
     (["dataset=digits"], "test/acc", 0.95),

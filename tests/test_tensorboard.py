@@ -1,11 +1,12 @@
 """TensorBoard event files, read back with TensorBoard's own EventAccumulator."""
 
 import pytest
-from conftest import compose_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from dlrun.run import run
+
+from conftest import compose_config
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,11 @@ import json
 
 import pytest
 import torch
-from conftest import compose_config
 
 from dlrun import build
 from dlrun.run import run
+
+from conftest import compose_config
 
 SHORT = ["trainer.limit_batches=4"]
 

@@ -20,6 +20,9 @@ class Callback:
     def on_epoch_end(self, trainer) -> None:
         """After each epoch, once trainer.state counts it; every callback has updated its state."""
 
+    def on_interrupt(self, trainer) -> None:
+        """SIGINT or SIGTERM stopped training mid-epoch, after a whole optimizer step."""
+
     def on_fit_end(self, trainer) -> None:
         """After training, also when it ended with an exception."""
 

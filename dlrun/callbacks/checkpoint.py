@@ -31,6 +31,9 @@ class Checkpoint(Callback):
         if improved:
             save(state, self.best_path)
 
+    def on_interrupt(self, trainer) -> None:
+        save(trainer.state_dict() | {"config": self.config}, self.last_path)  # resumes at the very next batch
+
     def state_dict(self) -> dict:
         return {"best": self.best}
 

@@ -1,0 +1,108 @@
+"""Runs that survive interruption: real signals sent to a real `dlrun` subprocess."""
+
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from dlrun.errors import ConfigError
+from dlrun.run import run
+
+from conftest import DLRUN, compose_config
+
+# Enough steps an epoch (batch size 8: 158 steps) that a signal lands mid-epoch.
+SLOW = ["dataset.batch_size=8", "trainer.max_epochs=3", "trainer.deterministic=true", "trainer.device=cpu"]
+QUIET = ["quiet=true", "print_config=false"]
+
+
+def start(run_dir, *overrides):
+    return subprocess.Popen(
+        [DLRUN, *SLOW, *QUIET, f"hydra.run.dir={run_dir}", *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path, process, timeout=120):
+    """Block until path exists (the end of the first epoch), failing if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("straight")
+    process = start(run_dir)
+    assert process.wait(timeout=300) == 0, process.communicate()
+    return weights(run_dir)
+
+
+def assert_same_weights(expected, actual):
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_last_pt_and_resume_ends_with_the_same_weights(tmp_path, uninterrupted, signum, exit_code):
+    process = start(tmp_path)
+    wait_for(tmp_path / "checkpoints" / "last.pt", process)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == exit_code, err
+    assert "resume with:  dlrun resume=auto hydra.run.dir=" in err
+    assert "Traceback" not in err
+    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["epoch"] >= 1 and saved["batch"] > 0  # stopped mid-epoch, right after a whole step
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+    resumed = start(tmp_path, "resume=auto")
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    assert_same_weights(uninterrupted, weights(tmp_path))
+
+
+def test_sigkill_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path, uninterrupted):
+    process = start(tmp_path)
+    wait_for(tmp_path / "checkpoints" / "last.pt", process)
+    time.sleep(0.3)  # into the second epoch
+    process.kill()
+    process.wait(timeout=60)
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] >= 1  # still a valid file
+    resumed = start(tmp_path, "resume=auto")
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    assert_same_weights(uninterrupted, weights(tmp_path))
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    process = start(tmp_path, "trainer.max_epochs=50")
+    wait_for(tmp_path / "checkpoints" / "last.pt", process)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(run_dir):
+    diverging = ["optimizer=sgd", "optimizer.lr=1e6", "optimizer.momentum=0.99"]
+    with pytest.raises(ConfigError, match=r"NaN or infinite at step \d+ \(epoch 1\).*trainer.nonfinite_loss=skip"):
+        run(compose_config(*diverging, "trainer.max_epochs=2"), run_dir)
+    assert not (run_dir / "checkpoints" / "last.pt").exists()  # nothing diverged was saved
+
+
+def test_skip_mode_skips_nonfinite_batches(run_dir):
+    # A class weight of inf makes every batch holding a 9 give an infinite loss; the others train on.
+    inf_weight = "loss.criterion.class_weights=[1,1,1,1,1,1,1,1,1,inf]"
+    run(compose_config(inf_weight, "trainer.nonfinite_loss=skip", "trainer.max_epochs=1"), run_dir)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["step"] < 20
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())
