@@ -64,6 +64,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise one ConfigError listing every impossible value, before anything is built."""
     problems = [
         *_check_trainer(cfg),
+        *_check_numbers(cfg),
         *_check_data(cfg),
         *_check_loss(cfg),
         *_check_optimizer(cfg),
@@ -117,31 +118,85 @@ def _check_device_present(device: str) -> list[str]:
     return []
 
 
-def _check_data(cfg: DictConfig) -> list[str]:
+# Numeric keys of the free-form groups: (key, allowed, what it must be, what to type instead).
+NUMBER_RULES = [
+    ("dataset.val_fraction", lambda v: 0 < v < 1, "must be between 0 and 1", "dataset.val_fraction=0.15"),
+    ("dataset.test_fraction", lambda v: 0 < v < 1, "must be between 0 and 1", "dataset.test_fraction=0.15"),
+    ("dataset.batch_size", lambda v: v >= 1 and v == int(v), "must be a whole number >= 1", "dataset.batch_size=64"),
+    ("dataset.num_workers", lambda v: v >= 0 and v == int(v), "must be a whole number >= 0", "dataset.num_workers=0"),
+    ("dataset.split_seed", lambda v: v >= 0 and v == int(v), "must be a whole number >= 0", "dataset.split_seed=0"),
+    ("model.dropout", lambda v: 0 <= v < 1, "must be in [0, 1)", "model.dropout=0.1"),
+    ("loss.l1", lambda v: v >= 0, "cannot be negative", "loss.l1=0"),
+    ("loss.l2", lambda v: v >= 0, "cannot be negative", "loss.l2=0"),
+    ("loss.criterion.label_smoothing", lambda v: 0 <= v < 1, "must be in [0, 1)", "loss.criterion.label_smoothing=0.1"),
+    ("optimizer.lr", lambda v: v > 0, "must be > 0", "optimizer.lr=0.001"),
+    ("optimizer.momentum", lambda v: 0 <= v < 1, "must be in [0, 1)", "optimizer.momentum=0.9"),
+    ("optimizer.weight_decay", lambda v: v >= 0, "cannot be negative", "optimizer.weight_decay=0"),
+    ("scheduler.max_lr", lambda v: v > 0, "must be > 0", "scheduler.max_lr=0.01"),
+    (
+        "scheduler.warmup_epochs",
+        lambda v: v >= 0 and v == int(v),
+        "must be a whole number >= 0",
+        "scheduler.warmup_epochs=0",
+    ),
+    (
+        "callbacks.early_stopping.patience",
+        lambda v: v >= 1 and v == int(v),
+        "must be a whole number >= 1",
+        "callbacks.early_stopping.patience=10",
+    ),
+]
+# Keys holding lists of whole numbers >= 1.
+SIZE_LISTS = {
+    "model.hidden": "model.hidden=[256,128]",
+    "model.channels": "model.channels=[32,64]",
+    "model.fc": "model.fc=[128]",
+    "dataset.in_shape": "dataset.in_shape=[1,8,8]",
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # NaN is not
+
+
+def _check_numbers(cfg: DictConfig) -> list[str]:
     problems = []
-    fractions = {key: _value(cfg, f"dataset.{key}") for key in ("val_fraction", "test_fraction")}
-    for key, value in fractions.items():
-        if value is not None and not 0 < value < 1:
-            problems.append(f"dataset.{key} = {value}: must be between 0 and 1; type dataset.{key}=0.15")
-    total = sum(v for v in fractions.values() if v is not None)
-    if total >= 1:
-        problems.append(
-            f"dataset.val_fraction + dataset.test_fraction = {total:g}: leaves nothing to train on; "
-            "type fractions that add up to less than 1, e.g. dataset.val_fraction=0.15 dataset.test_fraction=0.15"
-        )
-    batch_size = _value(cfg, "dataset.batch_size")
-    if batch_size is not None and batch_size < 1:
-        problems.append(f"dataset.batch_size = {batch_size}: must be at least 1; type dataset.batch_size=64")
-    workers = _value(cfg, "dataset.num_workers")
-    if workers is not None and workers < 0:
-        problems.append(f"dataset.num_workers = {workers}: cannot be negative; type dataset.num_workers=0")
+    for key, allowed, requirement, example in NUMBER_RULES:
+        value = _value(cfg, key)
+        if value is None:
+            continue
+        if not _is_number(value):
+            problems.append(f"{key} = {value}: must be a number; type {example}")
+        elif not allowed(value):
+            problems.append(f"{key} = {value}: {requirement}; type {example}")
+    for key, example in SIZE_LISTS.items():
+        value = _value(cfg, key)
+        if value is not None and not (
+            OmegaConf.is_list(value) and all(_is_number(v) and v >= 1 and v == int(v) for v in value)
+        ):
+            problems.append(f"{key} = {value}: must be a list of whole numbers >= 1; type {example}")
     return problems
+
+
+def _check_data(cfg: DictConfig) -> list[str]:
+    fractions = [_value(cfg, f"dataset.{key}") for key in ("val_fraction", "test_fraction")]
+    total = sum(v for v in fractions if _is_number(v))
+    if total < 1:
+        return []
+    return [
+        f"dataset.val_fraction + dataset.test_fraction = {total:g}: leaves nothing to train on; "
+        "type fractions that add up to less than 1, e.g. dataset.val_fraction=0.15 dataset.test_fraction=0.15"
+    ]
 
 
 def _check_loss(cfg: DictConfig) -> list[str]:
     problem = _value(cfg, "loss.problem")
     num_classes = _value(cfg, "dataset.num_classes")
     dataset = _value(cfg, "dataset.name")
+    if num_classes is not None and not (
+        _is_number(num_classes) and num_classes >= 2 and num_classes == int(num_classes)
+    ):
+        return [f"dataset.num_classes = {num_classes}: must be a whole number >= 2, or null for regression"]
     if problem == "regression" and num_classes is not None:
         return [f"loss = mse on dataset {dataset} with {num_classes} classes; type loss=cross_entropy"]
     if problem in ("classification", "binary") and num_classes is None:
@@ -149,21 +204,16 @@ def _check_loss(cfg: DictConfig) -> list[str]:
     if problem == "binary" and num_classes != 2:
         return [f"loss = bce needs 2 classes, dataset {dataset} has {num_classes}; type loss=cross_entropy"]
     weights = _value(cfg, "loss.criterion.class_weights")
-    if weights is not None and len(weights) != num_classes:
+    if weights is not None and not (
+        OmegaConf.is_list(weights)
+        and len(weights) == num_classes
+        and all(_is_number(w) or w == float("inf") for w in weights)
+    ):
         return [
-            f"loss.criterion.class_weights = {list(weights)}: needs one weight per class ({num_classes}); "
-            f"type {num_classes} numbers, or loss.criterion.class_weights=null"
+            f"loss.criterion.class_weights = {weights}: needs one number per class ({num_classes}); "
+            f"type {num_classes} numbers in brackets, or loss.criterion.class_weights=null"
         ]
-    smoothing = _value(cfg, "loss.criterion.label_smoothing")
-    if smoothing is not None and not 0 <= smoothing < 1:
-        return [
-            f"loss.criterion.label_smoothing = {smoothing}: must be in [0, 1); type loss.criterion.label_smoothing=0.1"
-        ]
-    return [
-        f"loss.{key} = {_value(cfg, f'loss.{key}')}: cannot be negative; type loss.{key}=0"
-        for key in ("l1", "l2")
-        if (_value(cfg, f"loss.{key}") or 0) < 0
-    ]
+    return []
 
 
 def _loss_name(problem: str) -> str:
@@ -171,17 +221,9 @@ def _loss_name(problem: str) -> str:
 
 
 def _check_optimizer(cfg: DictConfig) -> list[str]:
-    problems = []
-    for key in ("lr", "max_lr"):
-        for group in ("optimizer", "scheduler"):
-            value = _value(cfg, f"{group}.{key}")
-            if value is not None and value <= 0:
-                problems.append(f"{group}.{key} = {value}: must be > 0; type {group}.{key}=0.001")
     if _value(cfg, "optimizer.nesterov") and not _value(cfg, "optimizer.momentum"):
-        problems.append(
-            "optimizer.nesterov = true needs momentum; type optimizer.momentum=0.9 or optimizer.nesterov=false"
-        )
-    return problems
+        return ["optimizer.nesterov = true needs momentum; type optimizer.momentum=0.9 or optimizer.nesterov=false"]
+    return []
 
 
 def _check_scheduler(cfg: DictConfig) -> list[str]:
@@ -191,10 +233,7 @@ def _check_scheduler(cfg: DictConfig) -> list[str]:
     interval = _value(cfg, "scheduler.interval")
     if interval not in ("epoch", "step"):
         problems.append(f"scheduler.interval = {interval}: unknown; type scheduler.interval=epoch or step")
-    warmup = _value(cfg, "scheduler.warmup_epochs") or 0
-    if warmup < 0:
-        problems.append(f"scheduler.warmup_epochs = {warmup}: cannot be negative; type scheduler.warmup_epochs=0")
-    if warmup and _value(cfg, "scheduler.monitor") is not None:
+    if _value(cfg, "scheduler.warmup_epochs") and _value(cfg, "scheduler.monitor") is not None:
         problems.append("scheduler.warmup_epochs: plateau cannot warm up; type scheduler.warmup_epochs=0")
     return problems
 

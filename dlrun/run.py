@@ -9,16 +9,21 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dlrun import build, report
+from dlrun import build, distributed, report
 from dlrun.checkpoint import load
+from dlrun.distributed import World
 from dlrun.errors import ConfigError
-from dlrun.trainer import TrainingInterrupted
+from dlrun.trainer import TrainingInterrupted, resolve_device
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     """Train, validate and test one configuration; returns the monitored metric of the best checkpoint."""
+    world = World.from_env()
+    if world.distributed:  # one run dir for the whole job: rank 0's
+        distributed.init_process_group(resolve_device(cfg.trainer.device, world.local_rank))
+        run_dir = distributed.broadcast_from_main(str(run_dir))
     run_dir = Path(run_dir)
-    console = Console(quiet=cfg.quiet)
+    console = Console(quiet=cfg.quiet or not world.is_main)
     if cfg.print_config:
         console.print(report.config_tree(OmegaConf.to_container(cfg, resolve=True)))
     seed_everything(cfg.seed)
@@ -35,8 +40,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     try:
         trainer.fit(task, data, optimizers, schedulers, checkpoint=resume_from)
     except TrainingInterrupted as interrupted:
-        _explain_interruption(interrupted, run_dir)
+        if world.is_main:
+            _explain_interruption(interrupted, run_dir)
         raise SystemExit(128 + interrupted.signum) from None  # 130 for SIGINT, 143 for SIGTERM
+    if not world.is_main:  # rank 0 alone tests and writes the results
+        return None
 
     best = run_dir / "checkpoints" / "best.pt"
     metrics = trainer.test(task, data, load(best, key="best checkpoint")["model"] if best.is_file() else None)

@@ -7,14 +7,18 @@ import itertools
 import math
 import os
 import random
+import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
+from dlrun import distributed
 from dlrun.callbacks.base import Callback
 from dlrun.data.module import DataModule
+from dlrun.distributed import World
 from dlrun.errors import ConfigError
 from dlrun.schedulers import ScheduledLR
 from dlrun.signals import StopRequests
@@ -46,11 +50,12 @@ class NonFiniteLoss(ConfigError):
     """The training loss became NaN or infinite: the configuration diverges."""
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """The torch device for trainer.device; under torchrun each process takes the GPU of its local rank."""
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
     if device != "auto":
         return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -75,7 +80,8 @@ class Trainer:
     ):
         self.max_epochs = 1 if fast_dev_run else max_epochs
         self.limit_batches = FAST_DEV_RUN_BATCHES if fast_dev_run else limit_batches
-        self.device = resolve_device(device)
+        self.world = World.from_env()
+        self.device = resolve_device(device, self.world.local_rank)
         self.autocast_dtype = AUTOCAST_DTYPES[str(precision)]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=str(precision) == "16")
         self.gradient_clip_val = gradient_clip_val
@@ -83,10 +89,12 @@ class Trainer:
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.log_every_n_steps = log_every_n_steps
         self.skip_nonfinite = nonfinite_loss == "skip"
-        self.callbacks = list(callbacks)
+        # Under torchrun only rank 0 prints, logs and saves; early stopping decides on every rank alike.
+        self.callbacks = [c for c in callbacks if self.world.is_main or c.on_every_rank]
         self.state = State()
         self._stop_requests = StopRequests()  # entered during fit: a SIGINT/SIGTERM ends it after the current step
         self.task = None
+        self.network: torch.nn.Module | None = None  # the task's model, unwrapped from DistributedDataParallel
         self.data: DataModule | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: list[ScheduledLR] = []
@@ -107,10 +115,14 @@ class Trainer:
     ) -> State:
         """Train until max_epochs or a callback stops it; `checkpoint` (a state_dict of this class) resumes."""
         self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
-        task.model.to(self.device)
+        self.network = task.model.to(self.device)
         data.to(self.device)
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
+        if self.world.distributed:
+            distributed.init_process_group(self.device)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            task.model = DistributedDataParallel(self.network, device_ids=device_ids)
         self._emit("on_fit_start")
         try:
             with StopRequests() as self._stop_requests:
@@ -120,6 +132,7 @@ class Trainer:
                         self._emit("on_interrupt")
                         raise TrainingInterrupted(self.state.interrupted_by, self.state)
         finally:
+            task.model = self.network
             self._emit("on_fit_end")
         return self.state
 
@@ -168,12 +181,14 @@ class Trainer:
 
     def _train_epoch(self, task, data: DataModule, epoch: int) -> dict[str, float]:
         task.model.train()
-        num_batches = self._num_batches(data.num_batches("train"))
+        num_batches = self._num_batches(data.num_batches("train")) // self.world.size  # this rank's share
         self._emit("on_train_epoch_start", num_batches)
         totals: dict[str, Tensor] = {}
         summed = 0  # batches in totals
         first_nonfinite_step = torch.full((), -1, device=self.device)  # found on the device, read when logging
-        batches = itertools.islice(data.batches("train", epoch), self.state.batch, num_batches)  # resumes mid-epoch
+        # Rank r takes batches r, r + size, ...: equal shares of one permutation, so every rank steps alike.
+        shard = itertools.islice(data.batches("train", epoch), self.world.rank, None, self.world.size)
+        batches = itertools.islice(shard, self.state.batch, num_batches)  # resumes mid-epoch
         for index, batch in enumerate(batches, start=self.state.batch):
             with self._autocast():
                 step = task.training_step(self._to_device(batch))
@@ -197,16 +212,27 @@ class Trainer:
             if self.state.step % self.log_every_n_steps == 0:
                 self._check_finite(first_nonfinite_step)
                 self._emit("on_log", {"train/loss": loss.item()})
-            if self._stop_requests.signum is not None:
-                self.state.interrupted_by = self._stop_requests.signum
+            if self._stop_requested():
+                self.state.interrupted_by = self._stop_requests.signum or signal.SIGTERM
                 return {}
         self._check_finite(first_nonfinite_step)
         self.state.batch = 0
-        means = {name: (total / summed).item() for name, total in totals.items()}
+        means = {}
+        if totals:  # empty when nonfinite_loss=skip skipped every batch
+            names = list(totals)
+            sums = distributed.mean_across_ranks(torch.stack([totals[name] for name in names]))  # one read an epoch
+            means = dict(zip(names, (sums / summed).tolist(), strict=True))
         if self.skip_nonfinite:
             means["skipped_batches"] = self.state.skipped_batches
         # The per-step curve is train/loss; the epoch's mean loss gets a name of its own.
         return {f"train/{'loss_epoch' if name == 'loss' else name}": value for name, value in means.items()}
+
+    def _stop_requested(self) -> bool:
+        """A SIGINT/SIGTERM arrived; under torchrun the ranks agree on it at each logging step."""
+        requested = self._stop_requests.signum is not None
+        if not self.world.distributed:
+            return requested
+        return self.state.step % self.log_every_n_steps == 0 and distributed.any_rank(requested, self.device)
 
     def _check_finite(self, first_nonfinite_step: Tensor) -> None:
         step = int(first_nonfinite_step.item())
@@ -272,7 +298,7 @@ class Trainer:
             "epoch": self.state.epoch,
             "step": self.state.step,
             "batch": self.state.batch,
-            "model": self.task.model.state_dict(),
+            "model": self.network.state_dict(),
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "schedulers": [scheduled.scheduler.state_dict() for scheduled in self.schedulers],
             "scaler": self.scaler.state_dict(),
@@ -291,7 +317,7 @@ class Trainer:
             checkpoint["step"],
             checkpoint["batch"],
         )
-        self.task.model.load_state_dict(checkpoint["model"])
+        self.network.load_state_dict(checkpoint["model"])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(checkpoint["optimizers"][name])
         for scheduled, state in zip(self.schedulers, checkpoint["schedulers"], strict=True):

@@ -2,6 +2,8 @@
 
 
 class Callback:
+    on_every_rank = False  # under torchrun: whether ranks other than 0 run this callback too
+
     def on_fit_start(self, trainer) -> None:
         """Before the first epoch (after a resume has restored the state)."""
 

@@ -4,6 +4,8 @@ from dlrun.callbacks.base import Callback, is_improvement
 
 
 class EarlyStopping(Callback):
+    on_every_rank = True  # every rank must stop at the same epoch
+
     def __init__(self, *, monitor: str = "val/loss", mode: str = "min", patience: int = 10, min_delta: float = 0.0):
         self.monitor, self.mode = monitor, mode
         self.patience, self.min_delta = patience, min_delta

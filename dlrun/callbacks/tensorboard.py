@@ -7,10 +7,14 @@ from dlrun.callbacks.base import Callback
 
 class TensorBoard(Callback):
     def __init__(self, *, run_dir: str | Path, config: dict):
+        self.log_dir = Path(run_dir) / "tensorboard"
+        self.hparams = flatten_hparams(config)
+        self.writer = None  # opened when training starts, on the one process that logs
+
+    def on_fit_start(self, trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-        self.hparams = flatten_hparams(config)
+        self.writer = SummaryWriter(str(self.log_dir))
 
     def on_log(self, trainer, metrics: dict[str, float]) -> None:
         self._scalars(metrics, trainer.state.step)

@@ -1,0 +1,62 @@
+"""torch.distributed as torchrun starts it: which process this is, one process group per process, reused."""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0  # this process among all processes
+    local_rank: int = 0  # this process among those on its node: its GPU
+    size: int = 1  # processes in the job
+
+    @classmethod
+    def from_env(cls) -> "World":
+        """The RANK, LOCAL_RANK and WORLD_SIZE that torchrun sets; one process when they are absent."""
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+            size=int(os.environ.get("WORLD_SIZE", 1)),
+        )
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_process_group(device: torch.device) -> None:
+    """NCCL between GPUs, gloo on CPUs; once per process (starting and stopping groups per job hangs gloo)."""
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values /= dist.get_world_size()
+    return values
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on one: ranks agree, so none waits for a step the others skip."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def broadcast_from_main(value):
+    """Rank 0's value on every rank (e.g. its run dir)."""
+    if not dist.is_initialized():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]

@@ -1,0 +1,24 @@
+"""Run under torchrun by test_distributed.py: each rank trains with dlrun's Trainer and saves its own weights."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from dlrun import build
+from dlrun.distributed import World
+from dlrun.run import seed_everything
+from dlrun.trainer import Trainer
+
+from conftest import compose_config
+
+out = Path(sys.argv[1])
+cfg = compose_config("trainer.max_epochs=2", "trainer.limit_batches=8", *sys.argv[2:])
+seed_everything(cfg.seed + World.from_env().rank)  # different initial weights: DDP must make them equal
+data = build.data(cfg)
+model = build.model(cfg)
+task = build.task(cfg, model, data)
+optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
+trainer = Trainer(max_epochs=2, limit_batches=8, device="cpu")
+trainer.fit(task, data, optimizers)
+torch.save(trainer.network.state_dict(), out / f"rank{trainer.world.rank}.pt")
