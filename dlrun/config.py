@@ -34,6 +34,8 @@ class TrainerConfig:
     fast_dev_run: bool = False
     deterministic: bool = False
     nonfinite_loss: str = "stop"
+    compile: bool = False
+    channels_last: bool = False
 
 
 @dataclass

@@ -76,6 +76,8 @@ class Trainer:
         fast_dev_run: bool = False,
         deterministic: bool = False,
         nonfinite_loss: str = "stop",
+        compile: bool = False,
+        channels_last: bool = False,
         callbacks: Sequence[Callback] = (),
     ):
         self.max_epochs = 1 if fast_dev_run else max_epochs
@@ -89,6 +91,8 @@ class Trainer:
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.log_every_n_steps = log_every_n_steps
         self.skip_nonfinite = nonfinite_loss == "skip"
+        self.compile = compile
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # Under torchrun only rank 0 prints, logs and saves; early stopping decides on every rank alike.
         self.callbacks = [c for c in callbacks if self.world.is_main or c.on_every_rank]
         self.state = State()
@@ -101,7 +105,7 @@ class Trainer:
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.benchmark = not deterministic  # cuDNN picks the fastest kernels for the shapes seen
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -115,7 +119,7 @@ class Trainer:
     ) -> State:
         """Train until max_epochs or a callback stops it; `checkpoint` (a state_dict of this class) resumes."""
         self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
-        self.network = task.model.to(self.device)
+        self.network = task.model.to(self.device, memory_format=self.memory_format)
         data.to(self.device)
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
@@ -123,6 +127,8 @@ class Trainer:
             distributed.init_process_group(self.device)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             task.model = DistributedDataParallel(self.network, device_ids=device_ids)
+        if self.compile:
+            task.model = torch.compile(task.model)
         self._emit("on_fit_start")
         try:
             with StopRequests() as self._stop_requests:
@@ -281,7 +287,11 @@ class Trainer:
         return itertools.islice(batches, self._num_batches(available))
 
     def _to_device(self, batch):
-        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+        return tuple(self._placed(t) for t in batch)
+
+    def _placed(self, tensor: Tensor) -> Tensor:
+        tensor = tensor.to(self.device, non_blocking=True)
+        return tensor.to(memory_format=self.memory_format) if tensor.dim() == 4 else tensor
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)

@@ -135,3 +135,13 @@ def test_resume_auto_continues_from_the_run_dirs_own_last_pt(run_dir):
     assert last_checkpoint(run_dir)["epoch"] == 2
     run(compose_config("trainer.max_epochs=3", "resume=auto", *SHORT), run_dir)
     assert (last_checkpoint(run_dir)["epoch"], last_checkpoint(run_dir)["step"]) == (3, 12)
+
+
+@pytest.mark.slow
+def test_channels_last_and_compile_train(run_dir):
+    run(
+        compose_config("model=cnn", "trainer.channels_last=true", "trainer.compile=true", "trainer.fast_dev_run=true"),
+        run_dir,
+    )
+    assert last_checkpoint(run_dir)["step"] == 2
+    assert not any(name.startswith("_orig_mod") for name in last_checkpoint(run_dir)["model"])  # plain keys
