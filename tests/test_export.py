@@ -1,0 +1,211 @@
+"""dlrun-export on checkpoints of real runs: ONNX (dynamic batch, onnxruntime), TorchScript, state_dict, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import hydra.utils
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import sklearn.datasets
+import torch
+from omegaconf import OmegaConf
+
+from dlrun import build
+from dlrun.export import ExportMismatch, export, main
+from dlrun.inputs import load_trained
+from dlrun.run import run
+
+from conftest import compose_config
+
+EXPORT = str(Path(sys.executable).with_name("dlrun-export"))
+TOLERANCE = 1e-4
+# A CNN on digits images (batch norm, pooling), and MLPs for a binary logit and a regression value.
+RUNS = {
+    "digits": ["dataset=digits", "model=cnn"],
+    "binary": ["dataset=breast_cancer", "loss=bce"],
+    "regression": ["dataset=diabetes"],
+}
+SHAPES = {"digits": ([1, 8, 8], [10]), "binary": ([30], [1]), "regression": ([10], [1])}
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*:FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """best.pt of one tiny real run per problem."""
+    root = tmp_path_factory.mktemp("runs")
+    tiny = ["trainer.max_epochs=1", "trainer.limit_batches=3", "callbacks.tensorboard=null"]
+    for name, overrides in RUNS.items():
+        run(compose_config(*overrides, *tiny), root / name)
+    return {name: root / name / "checkpoints" / "best.pt" for name in RUNS}
+
+
+def real_inputs(checkpoint: Path, count: int) -> torch.Tensor:
+    """The first test inputs of the checkpoint's dataset, standardised as in training."""
+    config = OmegaConf.create(torch.load(checkpoint, weights_only=True)["config"])
+    return build.data(config).test[0][:count]
+
+
+def torch_outputs(checkpoint: Path, inputs: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return load_trained(checkpoint).model(inputs).numpy()
+
+
+def run_export(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"COLUMNS": "200"}
+    return subprocess.run([EXPORT, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("problem", RUNS)
+def test_onnx_runs_in_onnxruntime_with_any_batch_size_and_matches_torch(checkpoints, problem):
+    path = export(checkpoints[problem], quiet=True)
+    assert path == checkpoints[problem].parent.parent / "export" / "model.onnx"
+    onnx.checker.check_model(onnx.load(str(path)))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch_size in (1, 7):
+        inputs = real_inputs(checkpoints[problem], batch_size)
+        (got,) = session.run(None, {"input": inputs.numpy()})
+        expected = torch_outputs(checkpoints[problem], inputs)
+        assert got.shape == expected.shape == (batch_size, *SHAPES[problem][1])
+        assert np.abs(got - expected).max() < TOLERANCE
+
+
+@pytest.mark.parametrize("problem", RUNS)
+def test_the_onnx_description_names_opset_inputs_outputs_and_the_check(checkpoints, problem):
+    path = export(checkpoints[problem], output=checkpoints[problem].parent.parent / "described.onnx", quiet=True)
+    description = json.loads(path.with_name("described.onnx.json").read_text())
+    in_shape, out_shape = SHAPES[problem]
+    assert description["opset"] == 17
+    assert description["inputs"] == [{"name": "input", "shape": ["batch", *in_shape], "dtype": "float32"}]
+    assert description["outputs"] == [{"name": "output", "shape": ["batch", *out_shape], "dtype": "float32"}]
+    assert description["check"]["runtime"].startswith("onnxruntime")
+    assert description["check"]["batch_sizes"] == [16, 1]
+    assert 0 <= description["check"]["max_abs_diff"] < TOLERANCE
+    assert description["problem"] == {"digits": "classification"}.get(problem, problem)
+    assert description["checkpoint"] == str(checkpoints[problem].resolve())
+    # What a user needs to feed the file: the training standardisation and, for classes, their names.
+    assert np.asarray(description["preprocessing"]["input_mean"]).shape == (
+        (1, 1, 1) if problem == "digits" else (in_shape[0],)
+    )
+    if problem == "binary":
+        assert description["class_names"] == ["malignant", "benign"]
+    if problem == "regression":
+        assert description["preprocessing"]["target_std"] is not None
+
+
+def test_torchscript_loads_with_torch_jit_and_matches(checkpoints):
+    path = export(checkpoints["digits"], format_name="torchscript", quiet=True)
+    assert path.name == "model.torchscript.pt" and path.with_name("model.torchscript.pt.json").is_file()
+    loaded = torch.jit.load(str(path))
+    for batch_size in (1, 7):
+        inputs = real_inputs(checkpoints["digits"], batch_size)
+        with torch.no_grad():
+            got = loaded(inputs).numpy()
+        assert np.abs(got - torch_outputs(checkpoints["digits"], inputs)).max() < TOLERANCE
+
+
+@pytest.mark.parametrize("problem", ["digits", "regression"])
+def test_state_dict_loads_into_a_freshly_built_model(checkpoints, problem):
+    path = export(checkpoints[problem], format_name="state_dict", quiet=True)
+    description = json.loads(path.with_name(path.name + ".json").read_text())
+    model = hydra.utils.instantiate(description["model_config"])  # the model node of the run's config
+    model.load_state_dict(torch.load(path, weights_only=True))
+    model.eval()
+    inputs = real_inputs(checkpoints[problem], 7)
+    with torch.no_grad():
+        assert torch.equal(model(inputs), torch.from_numpy(torch_outputs(checkpoints[problem], inputs)))
+
+
+def test_output_may_name_a_file_or_a_folder(checkpoints, tmp_path):
+    assert export(checkpoints["binary"], output=tmp_path / "deploy" / "bc.onnx", quiet=True).is_file()
+    assert (tmp_path / "deploy" / "bc.onnx.json").is_file()
+    (tmp_path / "folder").mkdir()
+    path = export(checkpoints["binary"], format_name="torchscript", output=tmp_path / "folder", quiet=True)
+    assert path == tmp_path / "folder" / "model.torchscript.pt"
+
+
+def test_the_check_may_use_given_raw_inputs(checkpoints, tmp_path):
+    digits = sklearn.datasets.load_digits()
+    np.save(tmp_path / "samples.npy", digits.data[:5].reshape(5, 1, 8, 8))
+    path = export(checkpoints["digits"], output=tmp_path, inputs=[str(tmp_path / "samples.npy")], quiet=True)
+    check = json.loads(path.with_name("model.onnx.json").read_text())["check"]
+    assert check["inputs"] == f"5 inputs from {tmp_path / 'samples.npy'}"
+    assert check["batch_sizes"] == [5, 1] and check["max_abs_diff"] < TOLERANCE
+
+
+def test_an_export_that_disagrees_with_the_model_is_refused_and_removed(checkpoints, tmp_path, monkeypatch):
+    real_run = onnxruntime.InferenceSession.run
+
+    def off_by_a_little(session, *args, **kwargs):
+        return [output + 1e-3 for output in real_run(session, *args, **kwargs)]
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", off_by_a_little)
+    with pytest.raises(ExportMismatch, match=r"max abs difference 0\.001 > tolerance 0\.0001"):
+        export(checkpoints["binary"], output=tmp_path / "wrong.onnx", quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_prints_the_difference_and_writes_beside_the_checkpoint(checkpoints, tmp_path):
+    result = run_export(str(checkpoints["regression"]), "--format", "onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "onnxruntime" in result.stdout and "max abs difference" in result.stdout
+    assert 'opset 17, input "input" [batch, 10]; output "output" [batch, 1]' in result.stdout
+    assert (checkpoints["regression"].parent.parent / "export" / "model.onnx.json").is_file()
+    assert list(tmp_path.iterdir()) == []
+
+
+def run_main(*args: str, capsys) -> tuple[int, str]:
+    """dlrun.export.main in this process (what the console script calls): its exit code and stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    return exit_.value.code, " ".join(capsys.readouterr().err.replace("│", " ").split())
+
+
+# Mistakes caught before torch loads, through the installed script; those found by reading files, in-process.
+BAD_ARGUMENTS = {
+    "missing checkpoint": (["nowhere/best.pt"], ["CKPT = nowhere/best.pt: no such file", "best.pt"]),
+    "unknown format": (["{digits}", "--format", "onx"], ["--format = onx: unknown format; type --format onnx"]),
+    "opset out of range": (["{digits}", "--opset", "30"], ["--opset = 30", "type --opset 17"]),
+    "missing inputs file": (["{digits}", "--inputs", "gone.npy"], ["--inputs = gone.npy: no such file or folder"]),
+}
+BAD_FILES = {
+    "a plain state_dict": (["{model_pt}"], ["CKPT = ", "not a dlrun checkpoint"]),
+    "inputs of the wrong shape": (
+        ["{digits}", "--inputs", "{wrong_npy}"],
+        ["--inputs = ", "shape [3, 64] does not fit the model", "[N, 1, 8, 8]"],
+    ),
+}
+
+
+def bad_paths(checkpoints, tmp_path) -> dict[str, Path]:
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 64), dtype=np.float32))
+    return {
+        "digits": checkpoints["digits"],
+        "model_pt": checkpoints["digits"].parent.parent / "model.pt",
+        "wrong_npy": tmp_path / "wrong.npy",
+    }
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS)
+def test_bad_arguments_exit_2_with_the_argument_named(checkpoints, tmp_path, case):
+    args, expected = BAD_ARGUMENTS[case]
+    result = run_export(*(arg.format(**bad_paths(checkpoints, tmp_path)) for arg in args), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "bad configuration" in result.stderr and "Traceback" not in result.stderr
+    message = " ".join(result.stderr.replace("│", " ").split())
+    for text in expected:
+        assert text in message, message
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_bad_files_exit_2_with_the_argument_named(checkpoints, tmp_path, case, capsys):
+    args, expected = BAD_FILES[case]
+    code, message = run_main(*(arg.format(**bad_paths(checkpoints, tmp_path)) for arg in args), capsys=capsys)
+    assert code == 2
+    for text in expected:
+        assert text in message, message
