@@ -41,3 +41,12 @@ def load(path: str | Path, *, key: str = "ckpt_path") -> dict:
     if not isinstance(state, dict) or "model" not in state:
         raise ConfigError(f"{key} = {path}: not a dlrun checkpoint (no model state); type the path of a last.pt")
     return state
+
+
+def load_weights(model: torch.nn.Module, weights: dict, *, problem: str, hint: str) -> None:
+    """model.load_state_dict(weights); a mismatch is a ConfigError "problem (the keys that differ); hint"."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        differences = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
+        raise ConfigError(f"{problem} ({differences}); {hint}") from error

@@ -122,14 +122,12 @@ def load_trained(path: str | Path, *, key: str = "CKPT") -> Trained:
         )
     cfg = OmegaConf.create(config)
     model = build.model(cfg)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        differences = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
-        raise ConfigError(
-            f"{key} = {path}: its weights do not fit the model its own config builds ({differences}); "
-            "type the path of an unmodified dlrun checkpoint"
-        ) from error
+    checkpoint_file.load_weights(
+        model,
+        state["model"],
+        problem=f"{key} = {path}: its weights do not fit the model its own config builds",
+        hint="type the path of an unmodified dlrun checkpoint",
+    )
     in_shape = OmegaConf.select(cfg, "dataset.in_shape", default=None)
     if not in_shape:
         raise ConfigError(f"{key} = {path}: its config has no dataset.in_shape, so the input shape is unknown")

@@ -10,9 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from dlrun import build, distributed, report
-from dlrun.checkpoint import load
+from dlrun.checkpoint import load, load_weights
 from dlrun.distributed import World
-from dlrun.errors import ConfigError
 from dlrun.trainer import TrainingInterrupted, resolve_device
 
 
@@ -84,12 +83,10 @@ def _resume_checkpoint(ckpt_path: str | None, model: torch.nn.Module) -> dict | 
     if ckpt_path is None:
         return None
     checkpoint = load(ckpt_path)
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as error:
-        differences = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
-        raise ConfigError(
-            f"ckpt_path = {ckpt_path}: its weights do not fit this model ({differences}); resume with the "
-            "model and dataset options the checkpoint was trained with (its config is stored in it)"
-        ) from error
+    load_weights(
+        model,
+        checkpoint["model"],
+        problem=f"ckpt_path = {ckpt_path}: its weights do not fit this model",
+        hint="resume with the model and dataset options the checkpoint was trained with (its config is stored in it)",
+    )
     return checkpoint
