@@ -1,6 +1,12 @@
-"""The `dlrun` command: the only @hydra.main. Heavy modules (torch) load only once a run starts."""
+"""The `dlrun` command: the only @hydra.main. Heavy modules (torch) load only once a run starts.
+
+A single run exits 2 on bad configuration or input (a short red panel) and 1 on a bug (its traceback). In a sweep
+(`dlrun -m`) a job's failure is recorded and the sweep goes on (dlrun.sweep.job); the sweep ends with the results
+table and exits 0 when every job finished, else as its failed jobs would have: 2 bad input, 1 a bug.
+"""
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -17,17 +23,28 @@ def _job(cfg: DictConfig) -> float | None:
     global _job_started
     _job_started = True
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    from dlrun.config import validate
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        from dlrun.sweep.job import run_job
 
+        return run_job(cfg, train, report=report)
     try:
-        validate(cfg)
-        from dlrun.run import run
-
-        return run(cfg, HydraConfig.get().runtime.output_dir)
+        return train(cfg, hydra_cfg.runtime.output_dir)
     except ConfigError as error:
         report(error)
         sys.exit(EXIT_BAD_INPUT)
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
+    """Validate, then run: the monitored metric of the best checkpoint."""
+    from dlrun.config import validate
+
+    validate(cfg)
+    from dlrun.run import run
+
+    return run(cfg, run_dir)
 
 
 def report(error: ConfigError) -> None:
@@ -42,10 +59,19 @@ def report(error: ConfigError) -> None:
 
 def main() -> None:
     register_schemas()
+    from dlrun.sweep import callback
+
     try:
         _job()
     except SystemExit as exit_:
         # Hydra exits with 1 for an unknown option, key or malformed override; that is bad input too.
         if exit_.code == 1 and not _job_started:
             sys.exit(EXIT_BAD_INPUT)
+        callback.interrupted()  # a sweep stopped by Ctrl-C or SIGTERM: its table so far, and how to resume it
         raise
+    except KeyboardInterrupt:
+        callback.interrupted()
+        sys.exit(130)
+    code = callback.exit_code()
+    if code:
+        sys.exit(code)

@@ -1,0 +1,55 @@
+"""Shared by the sweep tests: tiny settings, reading a sweep dir, and callbacks a test adds to the jobs of a real
+`dlrun -m` (+callbacks.NAME._target_=test_sweep_helpers.CLASS, with HELPERS_ENV) to interrupt or break one on purpose.
+"""
+
+import csv
+import json
+import os
+import signal
+from pathlib import Path
+
+from dlrun.callbacks.base import Callback
+
+# One epoch of two batches on the CPU, nothing printed but the sweep's own lines and table.
+TINY = ["trainer.max_epochs=1", "trainer.limit_batches=2", "trainer.device=cpu", "quiet=true", "print_config=false"]
+HELPERS_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent)}  # the jobs import this module
+
+
+def only_sweep_dir(cwd: Path) -> Path:
+    sweeps = list((cwd / "outputs" / "multirun").iterdir())
+    assert len(sweeps) == 1, sweeps
+    return sweeps[0]
+
+
+def job_record(job_dir: Path) -> dict:
+    return json.loads((job_dir / "job.json").read_text())
+
+
+def summary_rows(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def one_line(text: str) -> str:
+    """Rich's wrapping undone, to search the terminal output for a sentence."""
+    return " ".join(text.split())
+
+
+class InterruptOnce(Callback):
+    """Ctrl-C (SIGINT to this process) in the first training batch of job number `job`, once (the marker file
+    remembers): the trainer finishes that step, saves a mid-epoch last.pt and the run exits 130."""
+
+    def __init__(self, *, job: int, marker: str):
+        self.job, self.marker = job, Path(marker)
+
+    def on_train_batch_end(self, trainer) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.get().job.num == self.job and not self.marker.exists():
+            self.marker.write_text("interrupted once\n")
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def broken_model(**options):
+    """A model builder with a bug: model._target_=test_sweep_helpers.broken_model."""
+    raise RuntimeError("a bug in this job's model, on purpose")
