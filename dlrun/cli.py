@@ -5,7 +5,9 @@ A single run exits 2 on bad configuration or input (a short red panel) and 1 on 
 table and exits 0 when every job finished, else as its failed jobs would have: 2 bad input, 1 a bug.
 """
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -47,6 +49,42 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
     return run(cfg, run_dir)
 
 
+def check_group_overrides(args: list[str]) -> None:
+    """`model=0`, `model=true`: Hydra fails on anything but an option name there, with a traceback."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, Glob
+    from hydra.errors import OverrideParseException
+
+    groups = {path.name for path in CONFIG_DIR.iterdir() if path.is_dir()}
+    overrides = [arg for arg in args if "=" in arg and not arg.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException:
+        return  # Hydra reports a malformed override itself, briefly
+    for override in parsed:
+        value = override.value()
+        if override.key_or_group not in groups or override.is_delete() or isinstance(value, Glob):
+            continue
+        choices = value.list if isinstance(value, ChoiceSweep) else [value]
+        if not all(isinstance(choice, str) and choice for choice in choices):
+            group = override.key_or_group
+            options = ", ".join(sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml")))
+            raise ConfigError(
+                f"{group} = {override.input_line.partition('=')[2]}: takes an option name; type one of {options}"
+            )
+
+
+def quiet_rank_overrides(args: list[str]) -> list[str]:
+    """Under torchrun, ranks other than 0 write nothing: the job's one run dir is rank 0's."""
+    rank = int(os.environ.get("RANK", 0))
+    if rank == 0:
+        return []
+    overrides = ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    if not any(arg.startswith("hydra.run.dir=") for arg in args):
+        overrides.append(f"hydra.run.dir={tempfile.gettempdir()}/dlrun-rank{rank}-{os.getpid()}")
+    return overrides
+
+
 def report(error: ConfigError) -> None:
     """Print a configuration error as a short red panel on stderr, without a traceback."""
     from rich.console import Console
@@ -59,6 +97,12 @@ def report(error: ConfigError) -> None:
 
 def main() -> None:
     register_schemas()
+    try:
+        check_group_overrides(sys.argv[1:])
+    except ConfigError as error:
+        report(error)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.argv += quiet_rank_overrides(sys.argv[1:])
     from dlrun.sweep import callback
 
     try:

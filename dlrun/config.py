@@ -4,12 +4,13 @@ Imports no torch, so that config errors are reported in a fraction of a second.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dlrun.errors import ConfigError
 
@@ -64,6 +65,8 @@ def register_schemas() -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise one ConfigError listing every impossible value, before anything is built."""
+    _check_present(cfg)
+    _check_resolves(cfg)
     problems = [
         *_check_trainer(cfg),
         *_check_numbers(cfg),
@@ -75,6 +78,25 @@ def validate(cfg: DictConfig) -> None:
     ]
     if problems:
         raise ConfigError(*problems)
+
+
+def _check_present(cfg: DictConfig) -> None:
+    """The keys of the schemas are dlrun's own: removing one (~seed) leaves dlrun without it."""
+    missing = [f.name for f in fields(RunConfig) if f.name not in cfg]
+    missing += [f"trainer.{f.name}" for f in fields(TrainerConfig) if "trainer" in cfg and f.name not in cfg.trainer]
+    if missing:
+        raise ConfigError(*(f"{key}: removed, but dlrun needs it; leave out ~{key}" for key in missing))
+
+
+def _check_resolves(cfg: DictConfig) -> None:
+    """Every ${...} interpolation must resolve: an override may have removed what one points at."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(
+            f"{error.full_key or 'config'}: {reason}; put back the key it needs (dlrun --cfg job shows the config)"
+        ) from error
 
 
 def _value(cfg: DictConfig, key: str) -> Any:
