@@ -11,11 +11,20 @@ from dlrun.errors import ConfigError
 
 def save(state: dict, path: Path) -> None:
     """Write to a temporary file beside path, flush it to disk, then rename: path is never half-written."""
+    _write_atomically(path, lambda file: torch.save(state, file))
+
+
+def copy(source: Path, path: Path) -> None:
+    """An atomic copy of a saved checkpoint (best.pt from last.pt), without serialising the state again."""
+    _write_atomically(path, lambda file: file.write(Path(source).read_bytes()))
+
+
+def _write_atomically(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as file:
-        torch.save(state, file)
+        write(file)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)

@@ -3,6 +3,7 @@
 It knows nothing about what a batch means (the task does) nor about logging and files (callbacks do).
 """
 
+import contextlib
 import itertools
 import math
 import os
@@ -206,7 +207,9 @@ class Trainer:
             first_nonfinite_step = torch.where(
                 finite | (first_nonfinite_step >= 0), first_nonfinite_step, self.state.step
             )
-            self.scaler.scale(loss / self.accumulate_grad_batches).backward()
+            self.scaler.scale(
+                loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
+            ).backward()
             for name, value in step.items():  # summed on the device: no host sync per step
                 totals[name] = totals.get(name, 0) + value.detach().float()
             summed += 1
@@ -294,7 +297,9 @@ class Trainer:
         return tensor.to(memory_format=self.memory_format) if tensor.dim() == 4 else tensor
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _emit(self, event: str, *args) -> None:
         for callback in self.callbacks:

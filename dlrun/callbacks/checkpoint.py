@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from dlrun.callbacks.base import Callback, is_improvement
-from dlrun.checkpoint import save
+from dlrun.checkpoint import copy, save
 
 
 class Checkpoint(Callback):
@@ -29,7 +29,7 @@ class Checkpoint(Callback):
         state = trainer.state_dict() | {"config": self.config}
         save(state, self.last_path)
         if improved:
-            save(state, self.best_path)
+            copy(self.last_path, self.best_path)
 
     def on_interrupt(self, trainer) -> None:
         save(trainer.state_dict() | {"config": self.config}, self.last_path)  # resumes at the very next batch

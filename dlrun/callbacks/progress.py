@@ -10,12 +10,12 @@ from dlrun.callbacks.base import Callback
 class Progress(Callback):
     def __init__(self, *, quiet: bool = False):
         self.console = Console(quiet=quiet)
-        self.bar: Bar | None = None
-        self.bar_task = None
+        self.bar: Bar | None = None  # one live display for the whole fit, one bar in it per epoch
+        self.epoch_bar = None
 
-    def on_train_epoch_start(self, trainer, num_batches: int) -> None:
+    def on_fit_start(self, trainer) -> None:
         self.bar = Bar(
-            TextColumn(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
@@ -24,23 +24,21 @@ class Progress(Callback):
             transient=True,
         )
         self.bar.start()
-        self.bar_task = self.bar.add_task("train", total=num_batches, loss="…")
+
+    def on_train_epoch_start(self, trainer, num_batches: int) -> None:
+        description = f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}"
+        self.epoch_bar = self.bar.add_task(description, total=num_batches, loss="…")
 
     def on_train_batch_end(self, trainer) -> None:
-        self.bar.advance(self.bar_task)
+        self.bar.advance(self.epoch_bar)
 
     def on_log(self, trainer, metrics: dict[str, float]) -> None:
-        self.bar.update(self.bar_task, loss=f"{metrics['train/loss']:.4f}")
+        self.bar.update(self.epoch_bar, loss=f"{metrics['train/loss']:.4f}")
 
     def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
-        self._stop()
+        self.bar.remove_task(self.epoch_bar)
         shown = "  ".join(f"{name} [bold]{value:.4g}[/]" for name, value in metrics.items())
-        self.console.print(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}  {shown}")
+        self.bar.console.print(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}  {shown}")
 
     def on_fit_end(self, trainer) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
+        self.bar.stop()
