@@ -16,9 +16,12 @@ import argparse
 import contextlib
 import datetime
 import io
+import itertools
+import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +35,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -113,9 +117,26 @@ def terminal_sink():
             os.environ["TTY_COMPATIBLE"] = before
 
 
+class Stopwatch:
+    """Wall time and this process's CPU time (all its threads) of a with-block.
+
+    With one compute thread, CPU / wall near 1 means the process had a core to itself; much less means the
+    machine was busy with other work, and the wall times (hence their ratios) are noisy. Then the CPU-time
+    ratios are the steadier figure (but they leave out waiting, e.g. for fsync).
+    """
+
+    def __enter__(self) -> Stopwatch:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
 @dataclass
 class Measured:
-    seconds: float
+    seconds: float  # wall
+    cpu_seconds: float
     val_loss: float  # after the last epoch: a check that the variants did the same work
     epochs: int
 
@@ -132,12 +153,11 @@ def run_dlrun(cfg: DictConfig, data: DataModule, *, callbacks: bool) -> Measured
         else:
             trainer = Trainer(**OmegaConf.to_container(cfg.trainer), callbacks=[])
         schedulers = build.schedulers(cfg, optimizers, trainer.optimizer_steps_per_epoch(data))
-        start = time.perf_counter()
-        state = trainer.fit(task, data, optimizers, schedulers)
-        seconds = time.perf_counter() - start
+        with Stopwatch() as clock:
+            state = trainer.fit(task, data, optimizers, schedulers)
         if callbacks:
             trainer.test(task, data)  # untimed: ends the run as dlrun does (closes the TensorBoard writer)
-    return Measured(seconds, state.metrics["val/loss"], state.epoch)
+    return Measured(clock.wall, clock.cpu, state.metrics["val/loss"], state.epoch)
 
 
 def adam(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -177,16 +197,16 @@ def run_plain_loader(cfg: DictConfig, data: DataModule) -> Measured:
     train = DataLoader(TensorDataset(*data.train), batch_size=batch_size, shuffle=True)
     val = DataLoader(TensorDataset(*data.val), batch_size=batch_size)
     epochs = cfg.trainer.max_epochs
-    start = time.perf_counter()
-    for _ in range(epochs):
-        model.train()
-        for inputs, targets in train:
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(inputs), targets)
-            loss.backward()
-            optimizer.step()
-        val_loss, _accuracy = validate(model, criterion, val)
-    return Measured(time.perf_counter() - start, val_loss, epochs)
+    with Stopwatch() as clock:
+        for _ in range(epochs):
+            model.train()
+            for inputs, targets in train:
+                optimizer.zero_grad(set_to_none=True)
+                loss = criterion(model(inputs), targets)
+                loss.backward()
+                optimizer.step()
+            val_loss, _accuracy = validate(model, criterion, val)
+    return Measured(clock.wall, clock.cpu, val_loss, epochs)
 
 
 def run_plain_tensors(cfg: DictConfig, data: DataModule) -> Measured:
@@ -201,18 +221,18 @@ def run_plain_tensors(cfg: DictConfig, data: DataModule) -> Measured:
         for i in range(0, len(val_targets), batch_size)
     ]
     epochs = cfg.trainer.max_epochs
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        for first in range(0, len(order), batch_size):
-            index = order[first : first + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(inputs[index]), targets[index])
-            loss.backward()
-            optimizer.step()
-        val_loss, _accuracy = validate(model, criterion, val)
-    return Measured(time.perf_counter() - start, val_loss, epochs)
+    with Stopwatch() as clock:
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            for first in range(0, len(order), batch_size):
+                index = order[first : first + batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                loss = criterion(model(inputs[index]), targets[index])
+                loss.backward()
+                optimizer.step()
+            val_loss, _accuracy = validate(model, criterion, val)
+    return Measured(clock.wall, clock.cpu, val_loss, epochs)
 
 
 @dataclass
@@ -224,6 +244,14 @@ class TrainRow:
     @property
     def median(self) -> float:
         return statistics.median(run.seconds for run in self.runs)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(run.cpu_seconds for run in self.runs)
+
+    @property
+    def best(self) -> float:
+        return min(run.seconds for run in self.runs)
 
 
 def measure(variant: str, cfg: DictConfig, data: DataModule) -> Measured:
@@ -254,7 +282,10 @@ def bench_training(
                 rows[variant].runs.append(measured)
             say(
                 f"{model} round {round_ + 1}/{rounds}: "
-                + "  ".join(f"{variant} {rows[variant].runs[-1].seconds:.2f}s" for variant in variants)
+                + "  ".join(
+                    f"{variant} {rows[variant].runs[-1].seconds:.2f}s (CPU {rows[variant].runs[-1].cpu_seconds:.2f})"
+                    for variant in variants
+                )
             )
         results[model] = rows
     return results
@@ -263,15 +294,19 @@ def bench_training(
 # -- section 2: start-up ------------------------------------------------------------------------------
 
 # Installed as sitecustomize.py (through PYTHONPATH) in some dlrun subprocesses; dlrun's files are not touched
-# and the command is the real console script. With DLRUN_BENCH_FIRST_STEP=<file>, once dlrun.trainer is
-# imported, Trainer._optimizer_step is wrapped to write time.monotonic() (one clock for all processes) after the
-# first optimizer step, then end the process. With DLRUN_BENCH_EXIT_AFTER_RUN=1, dlrun.run.run is wrapped to
-# end the process with os._exit(0) as soon as the run returns: whatever is left is the interpreter's teardown.
+# and the command is the real console script. It wraps the loading of dlrun's modules:
+# - DLRUN_BENCH_FIRST_STEP=<file>: Trainer._optimizer_step writes time.monotonic() (one clock for all processes)
+#   to <file> after the first optimizer step, then ends the process;
+# - DLRUN_BENCH_EXIT_AFTER_RUN=1: dlrun.run.run ends the process with os._exit(0) as soon as it returns, so what
+#   a whole run takes beyond that is the interpreter's teardown;
+# - DLRUN_BENCH_IMPORTS=<file>: the CPU time each dlrun module's import takes, less the dlrun modules it imports,
+#   and the modules it brings into sys.modules, written to <file> as JSON at exit.
 STEP_HOOK = """
-import os, sys, time
+import atexit, json, os, sys, time
 
 _FIRST_STEP = os.environ.get("DLRUN_BENCH_FIRST_STEP")
 _EXIT_AFTER_RUN = os.environ.get("DLRUN_BENCH_EXIT_AFTER_RUN")
+_IMPORTS = os.environ.get("DLRUN_BENCH_IMPORTS")
 
 
 def _patch_trainer(module):
@@ -280,7 +315,7 @@ def _patch_trainer(module):
     def first_step(self):
         step(self)
         with open(_FIRST_STEP, "w") as file:
-            file.write(repr(time.monotonic()))
+            file.write(f"{time.monotonic()!r} {time.process_time()!r}")
         os._exit(0)
 
     module.Trainer._optimizer_step = first_step
@@ -303,25 +338,48 @@ if _FIRST_STEP:
     _PATCHES["dlrun.trainer"] = _patch_trainer
 if _EXIT_AFTER_RUN:
     _PATCHES["dlrun.run"] = _patch_run
+_RECORDS, _STACK = [], []
 
-if _PATCHES:
+if _IMPORTS:
+
+    @atexit.register
+    def _write_imports():
+        with open(_IMPORTS, "w") as file:
+            json.dump(_RECORDS, file)
+
+
+if _PATCHES or _IMPORTS:
     import importlib.abc
     import importlib.util
 
     class _Hook(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name not in _PATCHES:
+            if not (name in _PATCHES or (_IMPORTS and name.split(".")[0] == "dlrun")):
                 return None
             sys.meta_path.remove(self)
             try:
                 spec = importlib.util.find_spec(name)
             finally:
                 sys.meta_path.insert(0, self)
-            load, patch = spec.loader.exec_module, _PATCHES.pop(name)
+            if spec is None or spec.loader is None:
+                return spec
+            load, patch = spec.loader.exec_module, _PATCHES.pop(name, None)
 
             def exec_module(module):
-                load(module)
-                patch(module)
+                before, start = set(sys.modules), time.process_time()
+                _STACK.append([0.0, set()])  # the time and modules of the dlrun modules imported inside
+                try:
+                    load(module)
+                finally:
+                    seconds = time.process_time() - start
+                    inner_seconds, inner_modules = _STACK.pop()
+                    added = set(sys.modules) - before
+                    _RECORDS.append([name, seconds - inner_seconds, sorted(added - inner_modules)])
+                    if _STACK:
+                        _STACK[-1][0] += seconds
+                        _STACK[-1][1].update(added)
+                if patch is not None:
+                    patch(module)
 
             spec.loader.exec_module = exec_module
             return spec
@@ -339,18 +397,27 @@ inputs, targets = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
 optimizer.zero_grad()
 nn.functional.cross_entropy(model(inputs), targets).backward()
 optimizer.step()
-open(sys.argv[1], "w").write(repr(time.monotonic()))
+open(sys.argv[1], "w").write(f"{time.monotonic()!r} {time.process_time()!r}")
 """
 
 
 @dataclass
 class StartRow:
     label: str
-    seconds: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # wall
+    cpu_seconds: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_seconds)
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
 
 
 def dlrun_args(run_dir: str) -> list[str]:
@@ -367,25 +434,32 @@ def dlrun_args(run_dir: str) -> list[str]:
 DLRUN_COMMAND = f"dlrun {' '.join(dlrun_args('<tmp dir>'))}"
 
 
-def timed_process(argv: list[str], env: dict[str, str], cwd: str, marker: Path | None = None) -> float:
-    """Seconds from spawning argv to its exit, or to the time.monotonic() it writes into marker."""
+def timed_process(argv: list[str], env: dict[str, str], cwd: str, marker: Path | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds from spawning argv to its exit, or to the point where it writes
+    "<time.monotonic()> <time.process_time()>" into marker."""
     if marker is not None:
         marker.unlink(missing_ok=True)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     end = time.monotonic()
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-2000:]}")
     if marker is None:
-        return end - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
+        return end - start, cpu
     if not marker.is_file():
         raise RuntimeError(
             f"{' '.join(argv)} never reached its first step:\n{done.stdout[-1000:]}{done.stderr[-1000:]}"
         )
-    return float(marker.read_text()) - start
+    at, cpu = (float(value) for value in marker.read_text().split())
+    return at - start, cpu
 
 
-def bench_startup(reps: int, threads: int, say: Callable[[str], None]) -> tuple[dict[str, StartRow], list]:
+def bench_startup(
+    reps: int, threads: int, say: Callable[[str], None]
+) -> tuple[dict[str, StartRow], list[tuple[str, float, str]]]:
     python, dlrun = sys.executable, str(DLRUN)
     with tempfile.TemporaryDirectory(prefix="dlrun-bench-start-") as tmp:
         hook_dir, marker = Path(tmp, "hook"), Path(tmp, "first_step")
@@ -407,7 +481,7 @@ def bench_startup(reps: int, threads: int, say: Callable[[str], None]) -> tuple[
             "whole": StartRow("dlrun, whole process (1 batch per split)"),
             "no_teardown": StartRow("dlrun, same, os._exit(0) when run() returns"),
         }
-        commands: dict[str, Callable[[], float]] = {
+        commands: dict[str, Callable[[], tuple[float, float]]] = {
             "pass": lambda: timed_process([python, "-c", "pass"], env, tmp),
             "torch": lambda: timed_process([python, "-c", "import torch"], env, tmp),
             "plain": lambda: timed_process([python, "-c", PLAIN_FIRST_STEP, str(marker)], env, tmp, marker),
@@ -419,46 +493,55 @@ def bench_startup(reps: int, threads: int, say: Callable[[str], None]) -> tuple[
         for rep in range(reps):
             order = list(commands) if rep % 2 == 0 else list(commands)[::-1]
             for key in order:
-                rows[key].seconds.append(commands[key]())
+                wall, cpu = commands[key]()
+                rows[key].seconds.append(wall)
+                rows[key].cpu_seconds.append(cpu)
             say(f"start-up rep {rep + 1}/{reps}: " + "  ".join(f"{k} {rows[k].seconds[-1]:.2f}s" for k in commands))
-        imports = import_breakdown([python, "-X", "importtime", dlrun, *dlrun_args(run_dir())], env, tmp)
+        hooked = env | {"PYTHONPATH": str(hook_dir)}
+        imports = import_breakdown([dlrun, *dlrun_args(run_dir())], hooked, tmp, Path(tmp, "imports.json"))
     return rows, imports
 
 
-def import_breakdown(argv: list[str], env: dict[str, str], cwd: str) -> list[tuple[str, float]]:
-    """Self import time per top-level package in a whole dlrun run (python -X importtime), largest first."""
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    totals: dict[str, float] = {}
-    for line in done.stderr.splitlines():
-        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
-        if match:
-            root = match.group(2).split(".")[0]
-            totals[root] = totals.get(root, 0.0) + int(match.group(1)) / 1e6
-    return sorted(totals.items(), key=lambda item: -item[1])
+def import_breakdown(argv: list[str], env: dict[str, str], cwd: str, output: Path) -> list[tuple[str, float, str]]:
+    """What importing each dlrun module costs in a whole run: (module, CPU seconds, packages it brought in)."""
+    timed_process(argv, env | {"DLRUN_BENCH_IMPORTS": str(output)}, cwd)
+    rows = []
+    for name, seconds, modules in json.loads(output.read_text()):
+        packages: dict[str, int] = {}
+        for module in modules:
+            root = module.split(".")[0]
+            if root != "dlrun" and not root.startswith("_"):
+                packages[root] = packages.get(root, 0) + 1
+        biggest = sorted(packages, key=lambda root: -packages[root])[:4]
+        rows.append((name, seconds, ", ".join(biggest) + (", ..." if len(packages) > 4 else "")))
+    return sorted(rows, key=lambda row: -row[1])
 
 
 # -- section 3: GPU throughput ------------------------------------------------------------------------
 
 
 class EpochTimer(Callback):
-    """A dlrun callback: wall time of each epoch's training batches, synchronised with the device."""
+    """A dlrun callback: the time stamp (device synchronised) at the start of each training epoch.
+
+    The differences between consecutive stamps are whole epochs of dlrun's training, its per-epoch bookkeeping
+    included; validation runs only after the last epoch, whose length is never taken.
+    """
 
     def __init__(self, device: torch.device):
-        self.device, self.seconds, self.count, self.total, self.start = device, [], 0, 0, 0.0
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self.device, self.starts = device, []
 
     def on_train_epoch_start(self, trainer, num_batches: int) -> None:
-        self._sync()
-        self.count, self.total, self.start = 0, num_batches, time.perf_counter()
+        synchronize(self.device)
+        self.starts.append(time.perf_counter())
 
-    def on_train_batch_end(self, trainer) -> None:
-        self.count += 1
-        if self.count == self.total:
-            self._sync()
-            self.seconds.append(time.perf_counter() - self.start)
+    @property
+    def seconds(self) -> list[float]:
+        return [after - before for before, after in itertools.pairwise(self.starts)]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -470,14 +553,26 @@ class GpuResult:
     batch_size: int
 
 
-def bench_gpu(device: torch.device, *, samples: int, batch_size: int, epochs: int, compile: bool = True) -> GpuResult:
-    """ResNet-18 (dlrun's builder, CIFAR-10 stem) on random 3x32x32 images, bf16 autocast, channels_last.
+def resnet18_small(num_classes: int = 10) -> nn.Module:
+    """torchvision's ResNet-18 with the usual stem for 32x32 images (3x3 stride-1 conv, no max pooling)."""
+    from torchvision.models import resnet18
 
-    Train throughput of epochs 2.. (epoch 1 compiles); validation only after the last epoch, untimed.
+    net = resnet18(num_classes=num_classes)
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    return net
+
+
+def bench_gpu(device: torch.device, *, samples: int, batch_size: int, epochs: int, compiled: bool = True) -> GpuResult:
+    """ResNet-18 on random 3x32x32 images held on the device, bf16 autocast, channels_last, torch.compile.
+
+    dlrun: Trainer(precision="bf16", channels_last=True, compile=True) given the plain network; plain: the
+    network made channels_last and compiled by hand, the same step written out. Images/second of training,
+    median over epochs 2..epochs-1 (epoch 1 compiles; dlrun validates after its last epoch, untimed).
     """
-    from dlrun.models.vision import resnet
     from dlrun.tasks.supervised import SupervisedTask
 
+    assert epochs >= 3, "epoch 1 compiles and the last one is not timed: at least 3"
     assert samples % batch_size == 0, "whole batches only: a ragged last batch would recompile"
     generator = torch.Generator().manual_seed(0)
 
@@ -486,34 +581,37 @@ def bench_gpu(device: torch.device, *, samples: int, batch_size: int, epochs: in
         return x, torch.randint(0, 10, (count,), generator=generator).to(device)
 
     train, val = images(samples), images(batch_size * 2)
-
-    def network() -> nn.Module:
-        torch.manual_seed(0)
-        net = resnet(in_shape=[3, 32, 32], num_outputs=10).to(device, memory_format=torch.channels_last)
-        return torch.compile(net) if compile else net
+    torch.backends.cudnn.benchmark = True  # as dlrun's Trainer sets it (unless deterministic)
 
     # dlrun: its Trainer and task over a DataModule of the same tensors (indexed on the device).
+    torch.manual_seed(0)
+    network = resnet18_small()
+    task = SupervisedTask(model=network, criterion=nn.CrossEntropyLoss(), problem="classification", num_classes=10)
+    optimizers = {"model": torch.optim.Adam(network.parameters(), lr=1e-3)}
     timer = EpochTimer(device)
-    model = network()
-    task = SupervisedTask(model=model, criterion=nn.CrossEntropyLoss(), problem="classification", num_classes=10)
-    optimizers = {"model": torch.optim.Adam(model.parameters(), lr=1e-3)}
-    data = DataModule(train, val, val, batch_size=batch_size)
     trainer = Trainer(
-        max_epochs=epochs, device=device.type, precision="bf16", check_val_every_n_epoch=epochs, callbacks=[timer]
+        max_epochs=epochs,
+        device=device.type,
+        precision="bf16",
+        channels_last=True,
+        compile=compiled,
+        check_val_every_n_epoch=epochs,
+        callbacks=[timer],
     )
-    trainer.fit(task, data, optimizers)
+    trainer.fit(task, DataModule(train, val, val, batch_size=batch_size), optimizers)
     dlrun_seconds = statistics.median(timer.seconds[1:])
 
-    # plain: the same step by hand.
-    model = network()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # plain: the same by hand.
+    torch.manual_seed(0)
+    network = resnet18_small().to(device, memory_format=torch.channels_last)
+    model = torch.compile(network) if compiled else network
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     criterion = nn.CrossEntropyLoss()
     seconds = []
-    for epoch in range(epochs):
+    for epoch in range(epochs - 1):
         model.train()
         order = torch.randperm(samples, generator=torch.Generator().manual_seed(epoch)).to(device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         for first in range(0, samples, batch_size):
             index = order[first : first + batch_size]
@@ -522,13 +620,8 @@ def bench_gpu(device: torch.device, *, samples: int, batch_size: int, epochs: in
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         seconds.append(time.perf_counter() - start)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
-        model.eval()
-        for first in range(0, len(val[1]), batch_size):
-            model(val[0][first : first + batch_size])
     plain_seconds = statistics.median(seconds[1:])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
     return GpuResult(
@@ -537,6 +630,8 @@ def bench_gpu(device: torch.device, *, samples: int, batch_size: int, epochs: in
 
 
 # -- report -------------------------------------------------------------------------------------------
+
+TEXT_COLUMNS = ("clock", "variant", "command", "brought in (most modules first)")  # left-aligned, as the first column
 
 SHORT = {
     DLRUN_FULL: "dlrun, callbacks of a normal run",
@@ -576,22 +671,27 @@ def ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}x"
 
 
+BUSY = 0.85  # CPU/wall below this (one compute thread): other work took the CPU, wall times are unreliable
+
+# How the summaries pick one figure out of the repetitions of a variant.
+CLOCKS: tuple[tuple[str, Callable], ...] = (
+    ("wall, median", lambda row: row.median),
+    ("CPU, median", lambda row: row.cpu_median),
+    ("wall, best", lambda row: row.best),
+)
+
+
 def training_reports(results: dict[str, dict[str, TrainRow]], epochs: int, rounds: int) -> list[Report]:
     summary = []
     for model, variants in results.items():
-        full, bare, loader, low = (
-            variants[key].median for key in (DLRUN_FULL, DLRUN_BARE, PLAIN_LOADER, PLAIN_TENSORS)
-        )
-        summary.append(
-            [
-                model,
-                ratio(full, low),
-                ratio(full, loader),
-                ratio(bare, low),
-                ratio(bare, loader),
-                f"{(full - bare) / full * 100:.0f}%",
-            ]
-        )
+        for clock, pick in CLOCKS:
+            full, bare, loader, low = (
+                pick(variants[key]) for key in (DLRUN_FULL, DLRUN_BARE, PLAIN_LOADER, PLAIN_TENSORS)
+            )
+            share = f"{(full - bare) / full * 100:.0f}%"
+            summary.append(
+                [model, clock, ratio(full, low), ratio(full, loader), ratio(bare, low), ratio(bare, loader), share]
+            )
     detail = []
     for model, variants in results.items():
         bare, loader, low = (variants[key].median for key in (DLRUN_BARE, PLAIN_LOADER, PLAIN_TENSORS))
@@ -605,15 +705,24 @@ def training_reports(results: dict[str, dict[str, TrainRow]], epochs: int, round
                     ratio(row.median, low),
                     ratio(row.median, loader),
                     ratio(row.median, bare) if key.startswith(("dlrun", "only")) else "",
+                    f"{row.cpu_median / row.median:.2f}",
                     f"{statistics.median(run.val_loss for run in row.runs):.4f}",
                 ]
             )
     setting = f"fit(), digits, CPU, {epochs} epochs, batch 64, validation every epoch; medians of {rounds} rounds"
+    busiest = min(row.cpu_median / row.median for variants in results.values() for row in variants.values())
+    verdict = (
+        f" In this run CPU/wall fell to {busiest:.2f}: the machine was busy, so the wall rows are noisy; "
+        "read the CPU rows."
+        if busiest < BUSY
+        else ""
+    )
     return [
         Report(
-            f"Training: ratios of wall time ({setting})",
+            f"Training: ratios ({setting})",
             [
                 "model",
+                "clock",
                 "dlrun / lower bound",
                 "dlrun / DataLoader",
                 "bare / lower bound",
@@ -621,52 +730,81 @@ def training_reports(results: dict[str, dict[str, TrainRow]], epochs: int, round
                 "callbacks' share",
             ],
             summary,
-            "dlrun = Trainer with the callbacks of a normal run; bare = Trainer(callbacks=[]); "
-            "lower bound = plain loop over tensors[randperm].",
+            "dlrun = Trainer with the callbacks of a normal run; bare = Trainer(callbacks=[]); lower bound = plain "
+            "loop over tensors[randperm]. Ratios of the medians of wall times (the headline), of the medians of "
+            "the process's CPU times (steadier when the machine is busy, see CPU/wall below), and of the best wall "
+            "times (the least disturbed run of each)." + verdict,
         ),
         Report(
-            "Training: each variant",
-            ["model", "variant", "median s", "ms/epoch", "/ lower bound", "/ DataLoader", "/ bare", "val loss"],
+            "Training: each variant (wall time)",
+            [
+                "model",
+                "variant",
+                "median s",
+                "ms/epoch",
+                "/ lower bound",
+                "/ DataLoader",
+                "/ bare",
+                "CPU/wall",
+                "val loss",
+            ],
             detail,
-            "val loss after the last epoch: dlrun and the lower bound use the same seeds and batch order, so the "
-            "same value there means the same arithmetic.",
+            "CPU/wall: the process's CPU time over wall time; with one compute thread about 1.0 on an idle machine, "
+            "lower when other work took the CPU. val loss after the last epoch: dlrun and the lower bound use the "
+            "same seeds and batch order, so the same value there means the same arithmetic.",
         ),
     ]
 
 
-def startup_reports(rows: dict[str, StartRow], imports: list[tuple[str, float]], reps: int) -> list[Report]:
-    torch_s, plain_s = rows["torch"].median, rows["plain"].median
-    first, whole, no_teardown = rows["first"].median, rows["whole"].median, rows["no_teardown"].median
+def paired(after: StartRow, before: StartRow) -> float:
+    """Median of the differences within each repetition (the two ran back to back)."""
+    return statistics.median(a - b for a, b in zip(after.seconds, before.seconds, strict=True))
+
+
+def startup_reports(rows: dict[str, StartRow], imports: list[tuple[str, float, str]], reps: int) -> list[Report]:
+    torch_row, plain, first, whole, no_teardown = (rows[k] for k in ("torch", "plain", "first", "whole", "no_teardown"))
+
+    def both(row: StartRow, reference: StartRow) -> list[str]:
+        return [ratio(row.median, reference.median), ratio(row.cpu_median, reference.cpu_median)]
+
+    def every(row: StartRow, reference: StartRow) -> list[str]:
+        return [ratio(pick(row), pick(reference)) for _, pick in CLOCKS]
+
     summary = [
-        ["dlrun to 1st step / import torch", ratio(first, torch_s)],
-        ["dlrun to 1st step / plain script to 1st step", ratio(first, plain_s)],
-        ["dlrun whole 1-batch run / import torch", ratio(whole, torch_s)],
-        ["dlrun after its 1st step, to exit (s)", f"{whole - first:.2f}"],
-        ["  of which interpreter teardown (s)", f"{whole - no_teardown:.2f}"],
+        ["dlrun to 1st step / import torch", *every(first, torch_row)],
+        ["dlrun to 1st step / plain script to 1st step", *every(first, plain)],
+        ["dlrun whole 1-batch run / import torch", *every(whole, torch_row)],
+        ["dlrun whole run / the same ended when run() returns", *every(whole, no_teardown)],
     ]
     table = [
-        [row.label, f"{row.median:.2f}", ratio(row.median, torch_s), ratio(row.median, plain_s)]
+        [row.label, f"{row.median:.2f}", f"{row.cpu_median:.2f}", *both(row, torch_row), *both(row, plain)]
         for row in rows.values()
     ]
-    total = sum(seconds for _, seconds in imports) or 1.0
-    breakdown = [[name, f"{seconds:.2f}", f"{seconds / total * 100:.0f}%"] for name, seconds in imports[:10]]
+    shown = [
+        [name, f"{seconds:.2f}", ratio(seconds, first.cpu_median), brought] for name, seconds, brought in imports[:8]
+    ]
     return [
         Report(
             f"Start-up: ratios (subprocesses, medians of {reps})",
-            ["ratio", "value"],
+            ["ratio", *(clock for clock, _ in CLOCKS)],
             summary,
-            f"dlrun runs as: {DLRUN_COMMAND}; the 1st step is timed by a sitecustomize hook (see README).",
+            f"dlrun runs as: {DLRUN_COMMAND}; its 1st step is timed by a sitecustomize hook (see README). "
+            f"From its 1st step to its exit dlrun takes a further {paired(whole, first):.2f} s, and "
+            f"{paired(whole, no_teardown):.2f} s pass between run() returning and the process ending "
+            "(wall, medians of paired differences).",
         ),
         Report(
-            "Start-up: each command (s, spawn to exit unless said)",
-            ["command", "s", "/ import torch", "/ plain 1st step"],
+            "Start-up: each command (spawn to exit unless said)",
+            ["command", "wall s", "CPU s", "/ import torch", "(CPU)", "/ plain 1st step", "(CPU)"],
             table,
         ),
         Report(
-            "Start-up: import time of a dlrun run by top-level package",
-            ["package", "s", "share"],
-            breakdown,
-            "python -X importtime, self times summed per package (importtime inflates them; read the shares).",
+            "Start-up: importing dlrun's modules (one whole run)",
+            ["module", "CPU s", "/ dlrun to 1st step (CPU)", "brought in (most modules first)"],
+            shown,
+            "The CPU time of each dlrun module's import, less the dlrun modules it imports itself; modules "
+            "imported by hydra's instantiate count too. Imports made later inside functions (torch._dynamo by the "
+            "first optimizer, tensorboard by the TensorBoard callback) are not in this table.",
         ),
     ]
 
@@ -682,20 +820,24 @@ def gpu_reports(result: GpuResult | None) -> list[Report]:
             ["variant", "images/s", "/ plain"],
             rows,
             f"bf16 autocast + channels_last + torch.compile; {result.samples} random 3x32x32 images on the GPU, "
-            f"batch {result.batch_size}; median of epochs 2..{result.epochs} (epoch 1 compiles).",
+            f"batch {result.batch_size}; median of epochs 2..{result.epochs - 1} (epoch 1 compiles).",
         )
     ]
 
 
 def print_reports(console: Console, reports: list[Report]) -> None:
     for report in reports:
-        table = Table(title=report.title, title_justify="left", caption=report.note or None, caption_justify="left")
+        table = Table(
+            title=escape(report.title),
+            title_justify="left",
+            caption=escape(report.note) if report.note else None,
+            caption_justify="left",
+            min_width=min(console.width, 100),
+        )
         for index, name in enumerate(report.header):
-            table.add_column(
-                name, justify="left" if index == 0 or report.header[index] in ("variant", "command") else "right"
-            )
+            table.add_column(name, justify="left" if index == 0 or name in TEXT_COLUMNS else "right")
         for row in report.rows:
-            table.add_row(*row)
+            table.add_row(*(escape(cell) for cell in row))
         console.print(table)
 
 
@@ -703,7 +845,7 @@ def markdown(reports: list[Report]) -> str:
     parts = []
     for report in reports:
         parts += [f"### {report.title}", ""]
-        aligns = ["---" if i == 0 or name in ("variant", "command") else "--:" for i, name in enumerate(report.header)]
+        aligns = ["---" if i == 0 or name in TEXT_COLUMNS else "--:" for i, name in enumerate(report.header)]
         parts.append("| " + " | ".join(report.header) + " |")
         parts.append("|" + "|".join(aligns) + "|")
         parts += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in report.rows]
@@ -711,7 +853,12 @@ def markdown(reports: list[Report]) -> str:
     return "\n".join(parts)
 
 
-def write_results(reports: list[Report], args: argparse.Namespace, elapsed: float) -> None:
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages: on a machine of N cores, near N or above means busy."""
+    return ", ".join(f"{load:.1f}" for load in os.getloadavg())
+
+
+def write_results(reports: list[Report], args: argparse.Namespace, elapsed: float, load_before: str) -> None:
     lines = [
         "# dlrun benchmark results",
         "",
@@ -720,8 +867,10 @@ def write_results(reports: list[Report], args: argparse.Namespace, elapsed: floa
         f"({args.epochs} epochs, {args.rounds} rounds, {args.startup_reps} start-up repetitions).",
         "",
         *(f"- {line}" for line in machine()),
+        f"- load average (1, 5, 15 min) before: {load_before}; after: {load_average()}",
         "",
-        "Ratios are of medians; how each figure is measured: [README.md](README.md).",
+        "Each summary gives ratios of medians (wall, then CPU time) and of best wall times; how each figure is "
+        "measured: [README.md](README.md).",
         "",
         markdown(reports),
     ]
@@ -747,13 +896,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    began = time.perf_counter()
+    began, load_before = time.perf_counter(), load_average()
     torch.set_num_threads(args.threads)
     register_schemas()
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console = Console(log_path=False) if sys.stdout.isatty() else Console(log_path=False, width=120)
     skip = set(filter(None, args.skip.split(",")))
     say = console.log
-    for line in machine():
+    for line in [*machine(), f"load average (1, 5, 15 min): {load_before}"]:
         console.print(line, style="dim")
     reports: list[Report] = []
     if "train" not in skip:
@@ -766,14 +915,14 @@ def main(argv: list[str] | None = None) -> None:
     if "gpu" not in skip:
         result = None
         if torch.cuda.is_available():
-            size = {"samples": 2048, "epochs": 3} if args.quick else {"samples": 25600, "epochs": 4}
+            size = {"samples": 2048, "epochs": 3} if args.quick else {"samples": 25600, "epochs": 5}
             result = bench_gpu(torch.device("cuda"), batch_size=256, **size)
         else:
             say("no GPU: skipped")
         reports += gpu_reports(result)
     print_reports(console, reports)
     if args.write:
-        write_results(reports, args, time.perf_counter() - began)
+        write_results(reports, args, time.perf_counter() - began, load_before)
         console.print(f"wrote {RESULTS}")
     console.print(f"took {time.perf_counter() - began:.0f} s", style="dim")
 
