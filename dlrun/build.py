@@ -11,6 +11,9 @@ from dlrun.schedulers import ScheduledLR, schedule
 from dlrun.trainer import Trainer
 
 SCHEDULER_KEYS = ("interval", "warmup_epochs", "monitor")  # read by dlrun, not passed to the scheduler
+DATASET_KEYS = ("num_classes_by_loss",)  # read by the dataset config's own interpolations, not passed to the loader
+AUTO = "auto"  # a dataset key whose value is measured when the data is read
+MEASURED = ("in_shape", "num_classes", "vocab_size")  # the dataset keys that may be auto
 
 
 def instantiate(node: DictConfig | dict, key: str, **supplied):
@@ -31,7 +34,21 @@ def instantiate(node: DictConfig | dict, key: str, **supplied):
 
 
 def data(cfg: DictConfig):
-    return instantiate(cfg.dataset, "dataset", shuffle_seed=cfg.seed)
+    """The dataset's DataModule. Keys set to auto (an image folder's classes, a CSV file's feature count, a text's
+    vocabulary) are then filled into cfg from the data, so that the model and loss that read them fit it."""
+    node = OmegaConf.to_container(cfg.dataset, resolve=True)
+    for key in DATASET_KEYS:
+        node.pop(key, None)
+    datamodule = instantiate(node, "dataset", shuffle_seed=cfg.seed)
+    measured = {
+        "in_shape": list(datamodule.train[0].shape[1:]),
+        "num_classes": len(datamodule.class_names),
+        "vocab_size": len(datamodule.class_names),
+    }
+    for key in MEASURED:
+        if node.get(key) == AUTO:
+            cfg.dataset[key] = measured[key]
+    return datamodule
 
 
 def model(cfg: DictConfig):

@@ -19,6 +19,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = next(p for p in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf") if p.is_dir())
 
 PRECISIONS = ("32", "bf16", "16")
+AUTO = "auto"  # dataset.in_shape, dataset.num_classes: counted from the data when it is read (dlrun/build.py)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -195,8 +196,10 @@ def _check_numbers(cfg: DictConfig) -> list[str]:
             problems.append(f"{key} = {value}: {requirement}; type {example}")
     for key, example in SIZE_LISTS.items():
         value = _value(cfg, key)
-        if value is not None and not (
-            OmegaConf.is_list(value) and all(_is_number(v) and v >= 1 and v == int(v) for v in value)
+        if (
+            value is not None
+            and value != AUTO
+            and not (OmegaConf.is_list(value) and all(_is_number(v) and v >= 1 and v == int(v) for v in value))
         ):
             problems.append(f"{key} = {value}: must be a list of whole numbers >= 1; type {example}")
     return problems
@@ -217,6 +220,12 @@ def _check_loss(cfg: DictConfig) -> list[str]:
     problem = _value(cfg, "loss.problem")
     num_classes = _value(cfg, "dataset.num_classes")
     dataset = _value(cfg, "dataset.name")
+    if num_classes == AUTO:  # image folders, CSV targets, text vocabularies: their classes are counted when read
+        if problem == "classification":
+            return []
+        if problem == "binary":
+            return [f"loss = bce needs 2 classes, dataset {dataset} counts its own; type dataset.num_classes=2"]
+        return [f"loss = mse on dataset {dataset}, whose classes are counted from the data; type loss=cross_entropy"]
     if num_classes is not None and not (
         _is_number(num_classes) and num_classes >= 2 and num_classes == int(num_classes)
     ):

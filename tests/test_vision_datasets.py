@@ -1,5 +1,6 @@
-"""MNIST, Fashion-MNIST and CIFAR-10 read by torchvision's own classes from small files in their real on-disk formats
-(written by tests/vision_files.py): loading, splits, normalisation, training through the config, and the CLI."""
+"""MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 read by torchvision's own classes from small files in their real
+on-disk formats (written by tests/vision_files.py): loading, splits, normalisation, training through the config,
+and the CLI."""
 
 import json
 from pathlib import Path
@@ -7,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config, only_run_dir, run_cli
-from vision_files import NUM_CLASSES, write_cifar10, write_mnist
 
 from dlrun.data.vision import expected_files, load
 from dlrun.errors import ConfigError
 from dlrun.run import run
+
+from conftest import compose_config, only_run_dir, run_cli
+from vision_files import NUM_CLASSES, write_cifar10, write_cifar100, write_mnist
 
 TRAIN, TEST, VAL_FRACTION = 300, 100, 0.1
 VAL = int(TRAIN * VAL_FRACTION)
@@ -21,9 +23,21 @@ DATASETS = {
     "mnist": ("MNIST", [1, 28, 28], "0 - zero"),
     "fashion_mnist": ("FashionMNIST", [1, 28, 28], "T-shirt/top"),
     "cifar10": ("CIFAR10", [3, 32, 32], "airplane"),
+    "cifar100": ("CIFAR100", [3, 32, 32], "apple"),
 }
+CLASSES = {"CIFAR100": 100}  # classes in the labels' range (the files use the first NUM_CLASSES); NUM_CLASSES else
+FILES = {"CIFAR10": 7, "CIFAR100": 3}  # files torchvision reads (MNIST's: 4)
 FAST = ["trainer.fast_dev_run=true", "dataset.batch_size=2"]  # 2 batches of each split: seconds even for a ResNet
 SMALL_CNN = ["model.channels=[8,16]", "model.fc=[32]"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +50,17 @@ def files(tmp_path_factory) -> tuple[Path, dict]:
         name: {split: (images[..., None], labels) for split, (images, labels) in splits.items()}
         for name, splits in (("MNIST", mnist), ("FashionMNIST", fashion))
     }
-    written = with_channel | {"CIFAR10": write_cifar10(root, train=TRAIN, test=TEST, seed=20)}
+    written = with_channel | {
+        "CIFAR10": write_cifar10(root, train=TRAIN, test=TEST, seed=20),
+        "CIFAR100": write_cifar100(root, train=TRAIN, test=TEST, seed=30),
+    }
     return root, written
 
 
 def load_written(root: Path, option: str, **settings):
     name, in_shape, _ = DATASETS[option]
-    arguments = dict(root=str(root), download=False, num_classes=NUM_CLASSES, val_fraction=VAL_FRACTION)
+    classes = CLASSES.get(name, NUM_CLASSES)
+    arguments = dict(root=str(root), download=False, num_classes=classes, val_fraction=VAL_FRACTION)
     return load(**(arguments | {"name": name, "in_shape": in_shape} | settings))
 
 
@@ -63,7 +81,7 @@ def test_writer_makes_every_file_torchvision_reads(files, option):
     root, _ = files
     name = DATASETS[option][0]
     paths = expected_files(name, root)
-    assert len(paths) == (7 if name == "CIFAR10" else 4)
+    assert len(paths) == FILES.get(name, 4)
     assert all(path.is_file() for path in paths), [path for path in paths if not path.is_file()]
 
 
@@ -93,7 +111,7 @@ def test_load_splits_val_off_the_training_set_and_tests_on_the_test_set(files, o
         assert images.shape == (size, *in_shape) and images.dtype == torch.float32
         assert labels.shape == (size,) and labels.dtype == torch.long
         assert images.min() >= 0 and images.max() <= 1
-    assert data.class_names[0] == first_class and len(data.class_names) == NUM_CLASSES
+    assert data.class_names[0] == first_class and len(data.class_names) == CLASSES.get(name, NUM_CLASSES)
 
     test_images, test_labels = written[name]["test"]
     assert np.array_equal(as_uint8_nhwc(data.test[0]), test_images)  # the official test set, in order
@@ -178,7 +196,9 @@ def test_wrong_in_shape_and_num_classes_are_config_errors(files):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("option", "model"), [("mnist", "mlp"), ("fashion_mnist", "cnn"), ("cifar10", "cnn")])
+@pytest.mark.parametrize(
+    ("option", "model"), [("mnist", "mlp"), ("fashion_mnist", "cnn"), ("cifar10", "cnn"), ("cifar100", "cnn")]
+)
 def test_training_through_the_config_learns_the_classes(files, run_dir, option, model):
     root, _ = files
     shrink = SMALL_CNN if model == "cnn" else []

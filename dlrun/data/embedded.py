@@ -7,9 +7,11 @@ import sklearn.datasets
 
 from dlrun.data.module import DataModule
 from dlrun.data.splits import as_tensors, split_indices, standardize
+from dlrun.data.transforms import image_transforms, parse_size
 from dlrun.errors import ConfigError
 
 DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+PIXEL_MAX = {"digits": 16.0}  # the image datasets' brightest pixel value, for the colour augmentations
 
 
 def load(
@@ -21,6 +23,7 @@ def load(
     test_fraction: float,
     split_seed: int = 0,
     normalize: bool = True,
+    transforms: dict | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     shuffle_seed: int = 0,
@@ -47,6 +50,13 @@ def load(
         if not classification:
             ys, target_mean, target_std = standardize(*ys, dims=(0,))
     class_names = [str(c) for c in getattr(bunch, "target_names", [])] if classification else []
+    train_transform = eval_transform = None
+    if transforms and len(in_shape) != 3:
+        raise ConfigError(f"dataset.transforms: {name} holds no images; type dataset.transforms=null")
+    if len(in_shape) == 3:
+        train_transform, eval_transform = image_transforms(
+            transforms, in_shape=in_shape, mean=input_mean, std=input_std, max_value=PIXEL_MAX.get(name, 1.0)
+        )
     return DataModule(
         *zip(xs, ys, strict=True),
         batch_size=batch_size,
@@ -57,6 +67,9 @@ def load(
         target_mean=target_mean,
         target_std=target_std,
         class_names=class_names,
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        resize=parse_size((transforms or {}).get("resize")),
     )
 
 

@@ -2,11 +2,12 @@
 
 Whole splits live as tensors (on the training device once `to` is called) and are batched by
 indexing with a seeded permutation: no per-sample Python. With num_workers > 0 the batches come
-from a torch DataLoader instead.
+from a torch DataLoader instead. Image datasets may add a train and an eval transform (dlrun/data/transforms.py),
+applied to whole batches; without them a batch is the indexed tensors and nothing more.
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -28,7 +29,10 @@ class DataModule:
     input_std: Tensor | None = None
     target_mean: Tensor | None = None  # regression: targets are standardised, these undo it
     target_std: Tensor | None = None
-    class_names: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)  # classes; a text dataset's vocabulary, one per character
+    train_transform: Callable[[Tensor], Tensor] | None = None  # resize + random augmentation of training batches
+    eval_transform: Callable[[Tensor], Tensor] | None = None  # resize of val and test batches
+    resize: list[int] | None = None  # [height, width] the transforms resize images to, for new inputs at prediction
 
     def preprocessing(self) -> dict:
         """What turns a raw input into a model input, and an output back into a label: kept in checkpoints."""
@@ -38,6 +42,7 @@ class DataModule:
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "class_names": list(self.class_names),
+            "resize": None if self.resize is None else list(self.resize),
         }
 
     def to(self, device: torch.device) -> "DataModule":
@@ -55,6 +60,15 @@ class DataModule:
 
     def batches(self, split: str, epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of a split: shuffled by epoch for train, in order for val and test."""
+        transform = self.train_transform if split == "train" else self.eval_transform
+        batches = self._indexed_batches(split, epoch)
+        if transform is None:
+            yield from batches
+            return
+        for inputs, targets in batches:
+            yield transform(inputs), targets
+
+    def _indexed_batches(self, split: str, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         inputs, targets = getattr(self, split)
         if split == "train":
             generator = torch.Generator().manual_seed(self.shuffle_seed + epoch)

@@ -1,7 +1,8 @@
-"""torchvision's download datasets (MNIST, Fashion-MNIST, CIFAR-10), read by torchvision's own classes.
+"""torchvision's download datasets (MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100), read by torchvision's own classes.
 
 The files are read once and kept as tensors; the official test set is the test split and
-val_fraction of the official training set is held out for validation.
+val_fraction of the official training set is held out for validation. dataset.transforms adds a resize and
+random training augmentations, applied per batch (dlrun/data/transforms.py).
 """
 
 import functools
@@ -14,9 +15,11 @@ import torch
 
 from dlrun.data.module import DataModule
 from dlrun.data.splits import split_off, standardize
+from dlrun.data.transforms import image_transforms, parse_size
 from dlrun.errors import ConfigError
 
-DATASETS = ("MNIST", "FashionMNIST", "CIFAR10")
+DATASETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100")
+CIFAR = ("CIFAR10", "CIFAR100")  # pickled batches under a folder of their own; the rest are MNIST-style IDX files
 # What torchvision raises for files it cannot find, fetch or parse (a bad IDX header is an AssertionError).
 READ_ERRORS = (RuntimeError, OSError, ValueError, TypeError, KeyError, AssertionError, EOFError, pickle.PickleError)
 MISSING_LISTED = 3  # missing files named in the message before "and N more"
@@ -32,6 +35,7 @@ def load(
     val_fraction: float,
     split_seed: int = 0,
     normalize: bool = True,
+    transforms: dict | None = None,
     batch_size: int = 128,
     num_workers: int = 0,
     shuffle_seed: int = 0,
@@ -57,6 +61,7 @@ def load(
     input_mean = input_std = None
     if normalize:
         xs, input_mean, input_std = standardize(*xs, dims=(0, 2, 3))
+    train_transform, eval_transform = image_transforms(transforms, in_shape=in_shape, mean=input_mean, std=input_std)
     return DataModule(
         *zip(xs, ys, strict=True),
         batch_size=batch_size,
@@ -65,6 +70,9 @@ def load(
         input_mean=input_mean,
         input_std=input_std,
         class_names=list(official_train.classes),
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        resize=parse_size((transforms or {}).get("resize")),
     )
 
 
@@ -73,7 +81,7 @@ def expected_files(name: str, root: Path) -> list[Path]:
     from torchvision import datasets
 
     dataset_class = getattr(datasets, name)
-    if name == "CIFAR10":
+    if name in CIFAR:
         folder = root / dataset_class.base_folder
         names = [filename for filename, _ in dataset_class.train_list + dataset_class.test_list]
         return [folder / filename for filename in [*names, dataset_class.meta["filename"]]]
@@ -84,7 +92,7 @@ def expected_files(name: str, root: Path) -> list[Path]:
 def _read(name: str, root: Path, download: bool, *, train: bool):
     from torchvision import datasets
 
-    dataset_class = _cifar10_class() if name == "CIFAR10" else getattr(datasets, name)
+    dataset_class = _cifar_class(name) if name in CIFAR else getattr(datasets, name)
     try:
         return dataset_class(str(root), train=train, download=download)
     except READ_ERRORS as error:
@@ -144,16 +152,20 @@ def _check_labels(labels: torch.Tensor, num_classes: int, name: str, root: Path)
 
 
 @functools.cache
-def _cifar10_class():
-    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+def _cifar_class(name: str):
+    """torchvision's CIFAR10 or CIFAR100, checking that the batch files and the meta file exist rather than their
+    published checksums, so that a subset in the real pickled format (as the tests write) loads too. The archive a
+    download fetches is still checked against its checksum."""
+    from torchvision import datasets
 
-    class CIFAR10(TorchvisionCIFAR10):
-        """torchvision's CIFAR10, checking that the batch files and batches.meta exist rather than their published
-        checksums, so that a subset in the real pickled format (as the tests write) loads too. The archive a
-        download fetches is still checked against its checksum."""
-
-        train_list = [[filename, None] for filename, _ in TorchvisionCIFAR10.train_list]
-        test_list = [[filename, None] for filename, _ in TorchvisionCIFAR10.test_list]
-        meta = {**TorchvisionCIFAR10.meta, "md5": None}
-
-    return CIFAR10
+    original = getattr(datasets, name)
+    return type(
+        name,
+        (original,),
+        {
+            "train_list": [[filename, None] for filename, _ in original.train_list],
+            "test_list": [[filename, None] for filename, _ in original.test_list],
+            "meta": {**original.meta, "md5": None},
+            "__doc__": _cifar_class.__doc__,
+        },
+    )

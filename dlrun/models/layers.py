@@ -33,7 +33,7 @@ def image_shape(in_shape: Sequence[int], model: str) -> tuple[int, int, int]:
     if len(in_shape) != 3:
         raise ConfigError(
             f"model={model} needs images [channels, height, width], but the dataset gives in_shape={list(in_shape)}; "
-            "type model=mlp, or pick an image dataset (dataset=digits|mnist|fashion_mnist|cifar10)"
+            "type model=mlp, or an image dataset: dataset=digits|mnist|fashion_mnist|cifar10|cifar100|image_folder"
         )
     return tuple(in_shape)
 

@@ -6,4 +6,7 @@ training_step(batch) -> dict[str, Tensor]          # {"loss": ..., other per-bat
 evaluation_step(batch) -> dict[str, Tensor]        # {"loss": ..., "output": ..., "target": ...}
 compute_metrics(outputs, targets) -> dict[str, float]   # a whole split's metrics, names without the split
 metric_names() -> list[str]                        # what compute_metrics returns, plus "loss"
+
+supervised.py: classification and regression (auxiliary classifiers' losses included); forecast.py: the next value
+of a time series, beside the naive forecast; language_model.py: the next character of a text.
 """

@@ -1,4 +1,8 @@
-"""Supervised learning: multi-class classification, binary classification and regression."""
+"""Supervised learning: multi-class classification, binary classification and regression.
+
+Models with auxiliary classifiers (torchvision's GoogLeNet and Inception v3 return a namedtuple of the main and the
+auxiliary logits in training mode) add each auxiliary loss, times aux_loss_weight, to the training loss.
+"""
 
 from collections.abc import Callable
 
@@ -29,6 +33,7 @@ class SupervisedTask:
         l2: float = 0.0,
         target_mean: Tensor | None = None,
         target_std: Tensor | None = None,
+        aux_loss_weight: float = 0.3,
     ):
         if problem not in PROBLEMS:
             raise ValueError(f"problem must be one of {PROBLEMS}, not {problem!r}")
@@ -38,14 +43,18 @@ class SupervisedTask:
         self.num_classes = num_classes
         self.l1, self.l2 = l1, l2
         self.target_mean, self.target_std = target_mean, target_std
+        self.aux_loss_weight = aux_loss_weight
 
     def configure_optimizers(self, build_optimizer: Callable) -> dict[str, torch.optim.Optimizer]:
-        return {"model": build_optimizer(params=self.model.parameters())}
+        """One optimizer over the trainable parameters (a frozen pretrained backbone has none)."""
+        return {"model": build_optimizer(params=[p for p in self.model.parameters() if p.requires_grad])}
 
     def training_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         inputs, targets = batch
-        output = self.model(inputs)
+        output, auxiliary = split_auxiliary(self.model(inputs))
         loss = self._loss(output, targets) + weight_penalty(self.model, l1=self.l1, l2=self.l2)
+        for aux_output in auxiliary:
+            loss = loss + self.aux_loss_weight * self._loss(aux_output, targets)
         step = {"loss": loss}
         if self.problem != "regression":
             step["acc"] = (self._predicted_class(output.detach()) == targets).float().mean()
@@ -100,6 +109,14 @@ class SupervisedTask:
 
     def _predicted_class(self, output: Tensor) -> Tensor:
         return (output.squeeze(1) > 0).long() if self.problem == "binary" else output.argmax(dim=1)
+
+
+def split_auxiliary(output) -> tuple[Tensor, list[Tensor]]:
+    """(main output, auxiliary outputs): a tuple's first element is the main one (torchvision's GoogLeNetOutputs,
+    InceptionOutputs); its other elements, where not None, are auxiliary classifiers' outputs."""
+    if isinstance(output, tuple):
+        return output[0], [extra for extra in output[1:] if extra is not None]
+    return output, []
 
 
 def _auroc(targets, scores) -> float:

@@ -1,0 +1,174 @@
+"""Images in one folder per class, the layout of torchvision's ImageFolder:
+
+  root/<class>/*.png|jpg|...                      split into train/val/test by val_fraction and test_fraction, or
+  root/train/<class>/...  [root/val/<class>/...]  [root/test/<class>/...]   where a missing val/ or test/ is
+                                                                             held out of train/ by its fraction.
+Every image is read once (in threads), converted to in_shape's channels (1: grey, 3: RGB), resized to its height
+and width, and kept as a tensor; dataset.transforms then work per batch as for the other image datasets.
+"""
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlrun.data.module import DataModule
+from dlrun.data.splits import split_off, standardize
+from dlrun.data.transforms import image_transforms, parse_size
+from dlrun.errors import ConfigError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+SPLIT_FOLDERS = ("train", "val", "test")
+MODES = {1: "L", 3: "RGB"}  # in_shape's channels -> the PIL mode images are converted to
+
+
+def load(
+    *,
+    name: str = "image_folder",  # the dataset option, as config messages name it
+    root: str | None,
+    in_shape: Sequence[int],
+    num_classes: int | str = "auto",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    normalize: bool = True,
+    transforms: dict | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    shuffle_seed: int = 0,
+) -> DataModule:
+    root_dir = _root(root)
+    if len(in_shape) != 3 or in_shape[0] not in MODES:
+        raise ConfigError(
+            f"dataset.in_shape = {list(in_shape)}: type [channels, height, width] with 1 (grey) or 3 (colour) "
+            "channels, e.g. dataset.in_shape=[3,64,64]"
+        )
+    listed = _list_images(root_dir)
+    class_names = sorted({label for files in listed.values() for _, label in files})
+    _check_classes(root_dir, listed, class_names, num_classes)
+    index = {name: i for i, name in enumerate(class_names)}
+    splits = {split: _read_all(files, index, in_shape) for split, files in listed.items()}
+    test_held_out = "test" not in splits
+    splits = _hold_out(splits, "test", test_fraction, test_fraction, split_seed)
+    # val_fraction is a share of all the images: of what is left once test images were held out too.
+    share = val_fraction / (1 - test_fraction) if test_held_out else val_fraction
+    splits = _hold_out(splits, "val", val_fraction, share, split_seed)
+
+    xs = [splits[split][0].float().div_(255) for split in SPLIT_FOLDERS]
+    ys = [splits[split][1] for split in SPLIT_FOLDERS]
+    input_mean = input_std = None
+    if normalize:
+        xs, input_mean, input_std = standardize(*xs, dims=(0, 2, 3))
+    train_transform, eval_transform = image_transforms(transforms, in_shape=in_shape, mean=input_mean, std=input_std)
+    return DataModule(
+        *zip(xs, ys, strict=True),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle_seed=shuffle_seed,
+        input_mean=input_mean,
+        input_std=input_std,
+        class_names=class_names,
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        resize=parse_size((transforms or {}).get("resize")),
+    )
+
+
+def _root(root: str | None) -> Path:
+    if root is None:
+        raise ConfigError(
+            "dataset.root = null: type the folder that holds one folder of images per class "
+            "(or train/, val/, test/ folders of them), e.g. dataset.root=~/pets"
+        )
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"dataset.root = {root}: no such folder ({path}); type the folder of your class folders")
+    return path
+
+
+def _list_images(root: Path) -> dict[str, list[tuple[Path, str]]]:
+    """(file, class name) of every image, by split folder; the whole root is 'train' when it has no train/."""
+    if (root / "train").is_dir():
+        folders = {split: root / split for split in SPLIT_FOLDERS if (root / split).is_dir()}
+    else:
+        folders = {"train": root}
+    listed = {split: _images_by_class(folder) for split, folder in folders.items()}
+    if not listed["train"]:
+        where = root / "train" if "val" in folders or (root / "train").is_dir() else root
+        raise ConfigError(
+            f"dataset.root = {root}: no images in class folders under {where} (looked for {', '.join(EXTENSIONS)}); "
+            "type the folder whose subfolders (one per class) hold the images"
+        )
+    return listed
+
+
+def _images_by_class(folder: Path) -> list[tuple[Path, str]]:
+    found = []
+    for class_dir in sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")):
+        for directory, _, names in os.walk(class_dir):
+            for name in sorted(names):
+                if name.lower().endswith(EXTENSIONS):
+                    found.append((Path(directory) / name, class_dir.name))
+    return found
+
+
+def _check_classes(root: Path, listed: dict, class_names: list[str], num_classes: int | str) -> None:
+    train_classes = {label for _, label in listed["train"]}
+    for split, files in listed.items():
+        extra = sorted({label for _, label in files} - train_classes)
+        if extra:
+            raise ConfigError(
+                f"dataset.root = {root}: {split}/ has classes with no training images ({', '.join(extra[:5])}); "
+                f"add them to train/ or remove them from {split}/"
+            )
+    if len(class_names) < 2:
+        raise ConfigError(f"dataset.root = {root}: found {len(class_names)} class folder(s); classification needs 2+")
+    if num_classes != "auto" and num_classes != len(class_names):
+        raise ConfigError(
+            f"dataset.num_classes = {num_classes}: {root} has {len(class_names)} class folders; "
+            f"type dataset.num_classes={len(class_names)} or dataset.num_classes=auto"
+        )
+
+
+def _read_all(files: list[tuple[Path, str]], index: dict[str, int], in_shape: Sequence[int]):
+    """uint8 images (N, C, H, W) and long labels; decoding runs in threads (PIL releases the GIL)."""
+    channels, height, width = in_shape
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        images = list(pool.map(lambda item: _read_image(item[0], MODES[channels], (width, height)), files))
+    stacked = np.stack(images) if images else np.zeros((0, height, width, channels), dtype=np.uint8)
+    if stacked.ndim == 3:
+        stacked = stacked[..., None]
+    labels = torch.tensor([index[label] for _, label in files], dtype=torch.long)
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(), labels
+
+
+def _read_image(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert(mode).resize(size, Image.Resampling.BILINEAR))
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ConfigError(
+            f"dataset.root: {path} cannot be read as an image ({type(error).__name__}: {error}); "
+            "replace or delete the file"
+        ) from error
+
+
+def _hold_out(splits: dict, split: str, fraction: float, share: float, seed: int) -> dict:
+    """Hold `share` of the training images out as `split` (stratified), where the root has no such folder."""
+    if split in splits:
+        return splits
+    images, labels = splits["train"]
+    try:
+        kept, held = split_off(labels.numpy(), fraction=share, seed=seed, stratify=True)
+    except ValueError as error:
+        raise ConfigError(
+            f"dataset.{split}_fraction = {fraction}: cannot hold out a {split} set with every class from "
+            f"{len(labels)} training images ({error}); add a {split}/ folder or more images per class"
+        ) from error
+    kept, held = torch.as_tensor(kept), torch.as_tensor(held)
+    return splits | {"train": (images[kept], labels[kept]), split: (images[held], labels[held])}

@@ -1,0 +1,151 @@
+"""dataset=csv on a file the tests write: numeric and categorical features, classification or regression as the
+loss says, and the errors that name the key to fix."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dlrun import build
+from dlrun.data.tabular import load
+from dlrun.errors import ConfigError
+from dlrun.run import run
+
+from conftest import compose_config
+
+TOWNS = ["Avon", "Bath", "Calne"]
+ROWS = 120
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_houses(path: Path, rows: int = ROWS, seed: int = 0) -> dict[str, np.ndarray]:
+    """Houses: rooms and area (numbers; a few areas missing), town (text), price (a number that depends on all three)
+    and band (the price's tercile: cheap | mid | dear)."""
+    rng = np.random.default_rng(seed)
+    rooms = rng.integers(1, 7, rows)
+    area = np.round(rng.normal(90, 25, rows), 1)
+    town = rng.integers(0, 3, rows)
+    price = np.round(50 * rooms + 2 * area + 80 * town + rng.normal(0, 10, rows), 1)
+    band = np.digitize(price, np.quantile(price, [1 / 3, 2 / 3]))
+    lines = ["rooms,area,town,price,band"]
+    for i in range(rows):
+        area_cell = "" if i % 17 == 5 else f"{area[i]}"
+        lines.append(f"{rooms[i]},{area_cell},{TOWNS[town[i]]},{price[i]},{['cheap', 'mid', 'dear'][band[i]]}")
+    path.write_text("\n".join(lines) + "\n")
+    return {"rooms": rooms, "area": area, "town": town, "price": price, "band": band}
+
+
+@pytest.fixture(scope="module")
+def houses(tmp_path_factory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("tables") / "houses.csv"
+    return path, write_houses(path)
+
+
+def test_classification_encodes_numbers_and_one_hot_categories(houses):
+    path, columns = houses
+    data = load(path=str(path), target="band", features=["rooms", "area", "town"], num_classes="auto")
+    assert data.class_names == ["cheap", "dear", "mid"]  # sorted text labels
+    inputs = torch.cat([data.train[0], data.val[0], data.test[0]])
+    assert inputs.shape == (ROWS, 2 + len(TOWNS))  # two numbers and a one-hot town
+    towns = inputs[:, 2:]
+    assert torch.equal(towns.sum(dim=1), torch.ones(ROWS)) and set(towns.flatten().tolist()) == {0.0, 1.0}
+    torch.testing.assert_close(data.train[0][:, :2].mean(dim=0), torch.zeros(2), atol=0.05, rtol=0)  # standardised
+    assert all(data.size(split) > 0 for split in ("train", "val", "test"))
+    assert data.train[1].dtype == torch.long
+
+
+def test_regression_standardises_the_target_and_keeps_its_units(houses):
+    path, columns = houses
+    data = load(path=str(path), target="price", features=["rooms", "area", "town"], num_classes=None)
+    assert data.class_names == [] and data.train[1].shape[1] == 1
+    targets = torch.cat([data.train[1], data.val[1], data.test[1]]) * data.target_std + data.target_mean
+    assert sorted(targets.flatten().tolist()) == pytest.approx(sorted(columns["price"]), abs=1e-3)
+
+
+def test_missing_numbers_take_the_training_mean(tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("x,y\n" + "\n".join(f"{'' if i == 3 else i},{i % 2}" for i in range(40)) + "\n")
+    data = load(path=str(path), target="y", num_classes="auto", normalize=False)
+    values = torch.cat([data.train[0], data.val[0], data.test[0]]).flatten()
+    assert torch.isfinite(values).all() and len(values) == 40
+
+
+@pytest.mark.parametrize(
+    ("loss", "target", "metric"),
+    [("cross_entropy", "band", "test/acc"), ("bce", "town_is_bath", "test/auroc"), ("mse", "price", "test/r2")],
+)
+def test_training_through_the_config(houses, tmp_path, loss, target, metric):
+    path, columns = houses
+    if target == "town_is_bath":  # a two-class column for bce
+        lines = path.read_text().splitlines()
+        path = tmp_path / "bath.csv"
+        path.write_text("\n".join([lines[0] + ",town_is_bath"] + [f"{line},{'Bath' in line}" for line in lines[1:]]))
+    cfg = compose_config(
+        "dataset=csv",
+        f"dataset.path={path}",
+        f"dataset.target={target}",
+        "dataset.features=[rooms,area,town]",
+        f"loss={loss}",
+        "trainer.max_epochs=20",
+    )
+    run(cfg, tmp_path / "run")
+    assert cfg.dataset.in_shape == [5]  # counted: rooms, area, three towns
+    assert cfg.dataset.num_classes == {"cross_entropy": 3, "bce": 2, "mse": None}[loss]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics[metric] > {"test/acc": 0.6, "test/auroc": 0.9, "test/r2": 0.8}[metric], metrics
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"path": None}, "dataset.path = null: type the CSV file to read"),
+        ({"path": "nowhere.csv"}, "dataset.path = nowhere.csv: no such file"),
+        ({"target": None}, "dataset.target = null: type the column to predict, one of rooms | area | town"),
+        ({"target": "cost"}, "dataset.target: cost not a column of .*; its columns are rooms | area | town | price"),
+        ({"features": ["rooms", "size"]}, "dataset.features: size not a column"),
+        (
+            {"target": "town", "num_classes": None},
+            "target = town: holds text, not numbers .*type loss=cross_entropy",
+        ),
+        (
+            {"target": "price"},
+            "target = price: .* distinct numbers, a quantity .*; type loss=mse",
+        ),
+        ({"target": "band", "num_classes": 4}, "dataset.num_classes = 4: the target band has 3 classes"),
+        ({"target": "band", "num_classes": 2}, "dataset.num_classes = 2: .* has 3 classes .*type loss=cross_entropy"),
+        ({"target": "band", "in_shape": [3]}, r"dataset.in_shape = \[3\]: .* encode to 6 numbers"),
+        (
+            {"target": "band", "max_categories": 2},
+            "column town has 3 distinct text .* raise dataset.max_categories",
+        ),
+    ],
+)
+def test_bad_settings_are_config_errors_naming_the_key(houses, settings, message):
+    path, _ = houses
+    arguments = {"path": str(path), "target": "band", "num_classes": "auto"} | settings
+    with pytest.raises(ConfigError, match=message):
+        load(**arguments)
+
+
+def test_a_ragged_file_names_the_line(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(ConfigError, match="line 3 has 2 cells, the header 3"):
+        load(path=str(path), target="c", num_classes=None)
+
+
+def test_semicolons_are_read_too(tmp_path):
+    path = tmp_path / "semicolons.csv"
+    path.write_text("a;b;label\n" + "\n".join(f"{i};{i * 2};{'yes' if i % 2 else 'no'}" for i in range(30)) + "\n")
+    data = build.data(compose_config("dataset=csv", f"dataset.path={path}", "dataset.target=label"))
+    assert data.class_names == ["no", "yes"] and data.train[0].shape[1] == 2

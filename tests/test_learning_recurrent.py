@@ -1,0 +1,38 @@
+"""It learns: the recurrent options with their shipped defaults, on the real data that ships offline (test split).
+
+The CNN bar (model=resnet on digits >= 0.95, about two minutes on a CPU) belongs with the other long runs in
+test_learning.py; a short character-level language model run is in test_sequences.py.
+"""
+
+import json
+
+import pytest
+import torch
+
+from dlrun.run import run
+
+from conftest import compose_config
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Recurrent steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_lstm_reads_digits_row_by_row(run_dir):
+    run(compose_config("model=lstm", "dataset=digits"), run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/acc"] >= 0.90, metrics
+
+
+@pytest.mark.slow
+def test_gru_forecasts_sunspots_better_than_the_last_value(run_dir):
+    run(compose_config("model=gru", "dataset=timeseries"), run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/mse"] < 0.9 * metrics["test/naive_mse"], metrics
+    assert metrics["test/mae"] < metrics["test/naive_mae"], metrics
