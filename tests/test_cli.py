@@ -192,3 +192,15 @@ def test_configs_are_found_from_any_directory(tmp_path):
     result = run_cli("--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0 and "_target_: dlrun.models.mlp.mlp" in result.stdout
     assert str(REPO / "conf") in run_cli("--info", "searchpath", cwd=tmp_path).stdout
+
+
+def test_a_csv_of_ones_own_through_the_cli(tmp_path):
+    rows = ["size,rooms,city,price"]
+    for i in range(120):
+        size, rooms, city = 40 + i, 1 + i % 5, "abc"[i % 3]
+        rows.append(f"{size},{rooms},{city},{size * 3000 + rooms * 10000 + 'abc'.index(city) * 50000}")
+    (tmp_path / "houses.csv").write_text("\n".join(rows) + "\n")
+    args = ["dataset=csv", "dataset.path=houses.csv", "dataset.target=price", "loss=mse", "trainer.max_epochs=2"]
+    result = run_cli(*args, "quiet=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "test/r2" in (only_run_dir(tmp_path / "outputs") / "metrics.json").read_text()
