@@ -82,6 +82,7 @@ class DataModule:
                 sampler=order.tolist(),
                 num_workers=self.num_workers,
                 pin_memory=torch.cuda.is_available(),
+                generator=torch.Generator().manual_seed(self.shuffle_seed + epoch),  # leaves the global RNG alone
             )
             yield from loader
             return

@@ -1,0 +1,27 @@
+"""The in-memory batch path and the DataLoader path (dataset.num_workers>0) give the same batches and results."""
+
+import json
+
+import torch
+
+from dlrun import build
+from dlrun.run import run
+
+from conftest import compose_config
+
+
+def test_the_two_paths_give_the_same_batches():
+    in_memory = build.data(compose_config())
+    loader = build.data(compose_config("dataset.num_workers=1"))
+    for split, epoch in (("train", 0), ("train", 3), ("test", 0)):
+        pairs = zip(in_memory.batches(split, epoch), loader.batches(split, epoch), strict=True)
+        for (x1, y1), (x2, y2) in pairs:
+            assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_the_two_paths_train_to_the_same_accuracy(tmp_path):
+    overrides = ["trainer.max_epochs=2", "trainer.deterministic=true"]
+    run(compose_config(*overrides), tmp_path / "memory")
+    run(compose_config(*overrides, "dataset.num_workers=1"), tmp_path / "loader")
+    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("memory", "loader")]
+    assert metrics[0] == metrics[1]
