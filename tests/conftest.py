@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -48,3 +49,12 @@ def run_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "run"
     directory.mkdir()
     return directory
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -34,13 +34,7 @@ def fits(model: str, dataset: str) -> bool:
     return model == "mlp" or dataset == "digits"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.mark.parametrize(("model", "dataset"), [(m, d) for m in option_names("model") for d in EMBEDDED if fits(m, d)])

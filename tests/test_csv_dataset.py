@@ -19,13 +19,7 @@ TOWNS = ["Avon", "Bath", "Calne"]
 ROWS = 120
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def write_houses(path: Path, rows: int = ROWS, seed: int = 0) -> dict[str, np.ndarray]:

@@ -20,13 +20,7 @@ CLASSES = ["cat", "dog", "fox"]
 PER_CLASS = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def write_images(folder: Path, count: int, *, seed: int, size=(12, 10), suffix: str = ".png") -> None:

@@ -7,20 +7,12 @@ test_learning.py; a short character-level language model run is in test_sequence
 import json
 
 import pytest
-import torch
 
 from dlrun.run import run
 
 from conftest import compose_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Recurrent steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.mark.slow

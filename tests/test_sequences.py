@@ -24,14 +24,7 @@ RECURRENT = ["rnn", "lstm", "gru"]
 FAST = ["trainer.fast_dev_run=true"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small recurrent steps do not gain from a second thread; on a busy 2-core machine the threads wait on each
-    other (up to 10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 # -- the models ---------------------------------------------------------------------------------------

@@ -14,14 +14,7 @@ from dlrun.run import run
 
 from conftest import compose_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def same_image(count: int = 64, channels: int = 3, size: int = 8) -> torch.Tensor:

@@ -31,13 +31,7 @@ FAST = ["trainer.fast_dev_run=true", "dataset.batch_size=2"]  # 2 batches of eac
 SMALL_CNN = ["model.channels=[8,16]", "model.fc=[32]"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture(scope="module")
