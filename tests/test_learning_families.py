@@ -1,7 +1,6 @@
-"""It learns: the recurrent options with their shipped defaults, on the real data that ships offline (test split).
+"""It learns: the network families' shipped defaults on real data that ships offline (test split).
 
-The CNN bar (model=resnet on digits >= 0.95, about two minutes on a CPU) belongs with the other long runs in
-test_learning.py; a short character-level language model run is in test_sequences.py.
+A short character-level language model run is in test_sequences.py.
 """
 
 import json
@@ -28,3 +27,10 @@ def test_gru_forecasts_sunspots_better_than_the_last_value(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/mse"] < 0.9 * metrics["test/naive_mse"], metrics
     assert metrics["test/mae"] < metrics["test/naive_mae"], metrics
+
+
+@pytest.mark.slow
+def test_resnet_on_digits_reaches_the_bar(run_dir):
+    run(compose_config("model=resnet", "dataset=digits"), run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/acc"] >= 0.95, metrics
