@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlrun.data.images import image_data_module
 from dlrun.data.module import DataModule
-from dlrun.data.splits import split_off, standardize
-from dlrun.data.transforms import image_transforms, parse_size
+from dlrun.data.splits import split_off
 from dlrun.errors import ConfigError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -59,21 +59,16 @@ def load(
 
     xs = [splits[split][0].float().div_(255) for split in SPLIT_FOLDERS]
     ys = [splits[split][1] for split in SPLIT_FOLDERS]
-    input_mean = input_std = None
-    if normalize:
-        xs, input_mean, input_std = standardize(*xs, dims=(0, 2, 3))
-    train_transform, eval_transform = image_transforms(transforms, in_shape=in_shape, mean=input_mean, std=input_std)
-    return DataModule(
-        *zip(xs, ys, strict=True),
+    return image_data_module(
+        xs,
+        ys,
+        in_shape=in_shape,
+        normalize=normalize,
+        transforms=transforms,
         batch_size=batch_size,
         num_workers=num_workers,
         shuffle_seed=shuffle_seed,
-        input_mean=input_mean,
-        input_std=input_std,
         class_names=class_names,
-        train_transform=train_transform,
-        eval_transform=eval_transform,
-        resize=parse_size((transforms or {}).get("resize")),
     )
 
 

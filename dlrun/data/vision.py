@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlrun.data.images import image_data_module
 from dlrun.data.module import DataModule
-from dlrun.data.splits import split_off, standardize
-from dlrun.data.transforms import image_transforms, parse_size
+from dlrun.data.splits import split_off
 from dlrun.errors import ConfigError
 
 DATASETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100")
@@ -58,21 +58,16 @@ def load(
     # Index the uint8 images, then convert: the float copy of the whole training set is never made.
     xs = [_as_float(train_x[kept]), _as_float(train_x[held_out]), _as_float(test_x)]
     ys = [train_y[kept], train_y[held_out], test_y]
-    input_mean = input_std = None
-    if normalize:
-        xs, input_mean, input_std = standardize(*xs, dims=(0, 2, 3))
-    train_transform, eval_transform = image_transforms(transforms, in_shape=in_shape, mean=input_mean, std=input_std)
-    return DataModule(
-        *zip(xs, ys, strict=True),
+    return image_data_module(
+        xs,
+        ys,
+        in_shape=in_shape,
+        normalize=normalize,
+        transforms=transforms,
         batch_size=batch_size,
         num_workers=num_workers,
         shuffle_seed=shuffle_seed,
-        input_mean=input_mean,
-        input_std=input_std,
         class_names=list(official_train.classes),
-        train_transform=train_transform,
-        eval_transform=eval_transform,
-        resize=parse_size((transforms or {}).get("resize")),
     )
 
 
