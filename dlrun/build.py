@@ -6,13 +6,13 @@ from pathlib import Path
 import hydra.utils
 from omegaconf import DictConfig, OmegaConf
 
+from dlrun.config import AUTO
 from dlrun.errors import ConfigError
 from dlrun.schedulers import ScheduledLR, schedule
 from dlrun.trainer import Trainer
 
 SCHEDULER_KEYS = ("interval", "warmup_epochs", "monitor")  # read by dlrun, not passed to the scheduler
 DATASET_KEYS = ("num_classes_by_loss",)  # read by the dataset config's own interpolations, not passed to the loader
-AUTO = "auto"  # a dataset key whose value is measured when the data is read
 MEASURED = ("in_shape", "num_classes", "vocab_size")  # the dataset keys that may be auto
 
 
