@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test sweep tensorboard bench lint format clean
+.PHONY: help install train test learn sweep tensorboard bench lint format clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ train: $(STAMP)  ## train the default: an MLP on the embedded digits dataset (AR
 
 test: $(STAMP)  ## run the whole test suite
 	$(PYTHON) -m pytest $(ARGS)
+
+learn: $(STAMP)  ## every learning check (the figures in the README), the long ones outside `make test` included
+	$(PYTHON) -m pytest tests/test_learning*.py --run-long $(ARGS)
 
 sweep: $(STAMP)  ## an example sweep: two optimizers x two learning rates
 	$(VENV)/bin/dlrun -m optimizer=adam,sgd optimizer.lr=1e-3,1e-2 $(ARGS)

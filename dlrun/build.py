@@ -41,7 +41,7 @@ def data(cfg: DictConfig):
         node.pop(key, None)
     datamodule = instantiate(node, "dataset", shuffle_seed=cfg.seed)
     measured = {
-        "in_shape": list(datamodule.train[0].shape[1:]),
+        "in_shape": datamodule.in_shape,
         "num_classes": len(datamodule.class_names),
         "vocab_size": len(datamodule.class_names),
     }

@@ -50,6 +50,7 @@ class RunConfig:
     scheduler: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     callbacks: Any = None
+    env: Any = None
     name: str = "run"
     seed: int = 42
     ckpt_path: str | None = None

@@ -122,6 +122,13 @@ class Trainer:
         self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
         self.network = task.model.to(self.device, memory_format=self.memory_format)
         data.to(self.device)
+        if getattr(task, "manual_optimization", False) and self.accumulate_grad_batches > 1:
+            raise ConfigError(
+                f"trainer.accumulate_grad_batches = {self.accumulate_grad_batches}: this task steps its optimizers "
+                "itself; type trainer.accumulate_grad_batches=1"
+            )
+        if hasattr(task, "setup"):
+            task.setup(data, self.device)
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
         if self.world.distributed:
@@ -162,11 +169,13 @@ class Trainer:
             with self._autocast():
                 step = task.evaluation_step(self._to_device(batch))
             size = len(step["target"])
-            loss_sum += step["loss"].float() * size
+            if "loss" in step:  # tasks without a loss of their own (greedy episodes) leave it out
+                loss_sum += step["loss"].float() * size
             count += size
             outputs.append(step["output"].float())
             targets.append(step["target"])
-        metrics = {"loss": (loss_sum / count).item()} | task.compute_metrics(torch.cat(outputs), torch.cat(targets))
+        metrics = {"loss": (loss_sum / count).item()} if "loss" in task.metric_names() else {}
+        metrics |= task.compute_metrics(torch.cat(outputs), torch.cat(targets))
         return {f"{split}/{name}": value for name, value in metrics.items()}
 
     def optimizer_steps_per_epoch(self, data: DataModule) -> int:
@@ -188,39 +197,48 @@ class Trainer:
 
     def _train_epoch(self, task, data: DataModule, epoch: int) -> dict[str, float]:
         task.model.train()
+        manual = getattr(task, "manual_optimization", False)
         num_batches = self._num_batches(data.num_batches("train")) // self.world.size  # this rank's share
         self._emit("on_train_epoch_start", num_batches)
         totals: dict[str, Tensor] = {}
-        summed = 0  # batches in totals
+        counts: dict[str, int] = {}  # batches in each total: a manual task may report a metric on some steps only
         first_nonfinite_step = torch.full((), -1, device=self.device)  # found on the device, read when logging
         # Rank r takes batches r, r + size, ...: equal shares of one permutation, so every rank steps alike.
         shard = itertools.islice(data.batches("train", epoch), self.world.rank, None, self.world.size)
         batches = itertools.islice(shard, self.state.batch, num_batches)  # resumes mid-epoch
         for index, batch in enumerate(batches, start=self.state.batch):
             with self._autocast():
-                step = task.training_step(self._to_device(batch))
-            loss = step["loss"]
-            if self.skip_nonfinite and not torch.isfinite(loss):
-                self.state.skipped_batches += 1
-                continue
-            finite = torch.isfinite(loss.detach())
-            first_nonfinite_step = torch.where(
-                finite | (first_nonfinite_step >= 0), first_nonfinite_step, self.state.step
-            )
-            self.scaler.scale(
-                loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
-            ).backward()
+                if manual:  # the task calls optimize(loss, name) for each update it makes
+                    step = task.training_step(self._to_device(batch), self._manual_step)
+                else:
+                    step = task.training_step(self._to_device(batch))
+            loss = step.get("loss")
+            if loss is not None:
+                if self.skip_nonfinite and not manual and not torch.isfinite(loss):
+                    self.state.skipped_batches += 1
+                    continue
+                first_nonfinite_step = torch.where(
+                    torch.isfinite(loss.detach()) | (first_nonfinite_step >= 0), first_nonfinite_step, self.state.step
+                )
+            if not manual:
+                self.scaler.scale(
+                    loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
+                ).backward()
             for name, value in step.items():  # summed on the device: no host sync per step
-                totals[name] = totals.get(name, 0) + value.detach().float()
-            summed += 1
+                totals[name] = totals.get(name, 0) + torch.as_tensor(value, device=self.device).detach().float()
+                counts[name] = counts.get(name, 0) + 1
             self._emit("on_train_batch_end")
-            if (index + 1) % self.accumulate_grad_batches and index + 1 != num_batches:
+            if manual:
+                self._count_step()
+            elif (index + 1) % self.accumulate_grad_batches and index + 1 != num_batches:
                 continue
-            self._optimizer_step()
+            else:
+                self._optimizer_step()
             self.state.batch = index + 1
             if self.state.step % self.log_every_n_steps == 0:
                 self._check_finite(first_nonfinite_step)
-                self._emit("on_log", {"train/loss": loss.item()})
+                if loss is not None:
+                    self._emit("on_log", {"train/loss": loss.item()})
             if self._stop_requested():
                 self.state.interrupted_by = self._stop_requests.signum or signal.SIGTERM
                 return {}
@@ -230,7 +248,8 @@ class Trainer:
         if totals:  # empty when nonfinite_loss=skip skipped every batch
             names = list(totals)
             sums = distributed.mean_across_ranks(torch.stack([totals[name] for name in names]))  # one read an epoch
-            means = dict(zip(names, (sums / summed).tolist(), strict=True))
+            batch_counts = torch.tensor([counts[name] for name in names], device=sums.device)
+            means = dict(zip(names, (sums / batch_counts).tolist(), strict=True))
         if self.skip_nonfinite:
             means["skipped_batches"] = self.state.skipped_batches
         # The per-step curve is train/loss; the epoch's mean loss gets a name of its own.
@@ -255,14 +274,31 @@ class Trainer:
 
     def _optimizer_step(self) -> None:
         for optimizer in self.optimizers.values():
-            if self.gradient_clip_val:
-                self.scaler.unscale_(optimizer)
-                params = [p for group in optimizer.param_groups for p in group["params"]]
-                torch.nn.utils.clip_grad_norm_(params, self.gradient_clip_val)
-            self.scaler.step(optimizer)
+            self._clip_and_step(optimizer)
         self.scaler.update()
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
+        self._count_step()
+
+    def _manual_step(self, loss: Tensor, name: str = "model") -> None:
+        """What a task with manual_optimization calls: backward of loss, then a step of the optimizer `name`
+        (clipped and scaled like any other step); the gradients are zeroed after it."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=False):  # backward outside autocast, as torch advises
+            self.scaler.scale(loss).backward()
+        self._clip_and_step(optimizer)
+        self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _clip_and_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.gradient_clip_val:
+            self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.gradient_clip_val)
+        self.scaler.step(optimizer)
+
+    def _count_step(self) -> None:
         self.state.step += 1
         self._step_schedulers("step")
 
@@ -318,6 +354,7 @@ class Trainer:
             "schedulers": [scheduled.scheduler.state_dict() for scheduled in self.schedulers],
             "scaler": self.scaler.state_dict(),
             "preprocessing": self.data.preprocessing(),
+            "task": self.task.state_dict() if hasattr(self.task, "state_dict") else {},  # a replay buffer, say
             "callbacks": {type(callback).__name__: callback.state_dict() for callback in self.callbacks},
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -339,6 +376,8 @@ class Trainer:
             scheduled.scheduler.load_state_dict(state)
         if checkpoint["scaler"]:
             self.scaler.load_state_dict(checkpoint["scaler"])
+        if hasattr(self.task, "load_state_dict"):
+            self.task.load_state_dict(checkpoint.get("task", {}))
         for callback in self.callbacks:
             callback.load_state_dict(checkpoint["callbacks"].get(type(callback).__name__, {}))
         rng = checkpoint["rng"]

@@ -40,6 +40,14 @@ class TensorBoard(Callback):
             self.writer.add_scalar(tag, value, step)
 
 
+def tensorboard_writer(trainer):
+    """The SummaryWriter of the run's TensorBoard callback, when it has one open: for callbacks that log more."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, TensorBoard) and callback.writer is not None:
+            return callback.writer
+    return None
+
+
 def flatten_hparams(config: dict, prefix: str = "") -> dict[str, int | float | str | bool]:
     """{"optimizer.lr": 0.001, "model.hidden": "[256, 128]", ...}: TensorBoard takes only scalars and strings."""
     flat = {}

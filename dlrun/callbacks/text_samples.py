@@ -7,6 +7,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from dlrun.callbacks.base import Callback
+from dlrun.callbacks.tensorboard import tensorboard_writer
 from dlrun.errors import ConfigError
 from dlrun.tasks.language_model import sample
 
@@ -55,7 +56,7 @@ class TextSamples(Callback):
         drawn = sample(model, prompt.to(device), self.length, temperature=self.temperature, generator=generator)
         text = "".join(vocabulary[i] for i in torch.cat([prompt.cpu(), drawn.cpu()]).tolist())
         self.samples.append(text)
-        writer = _tensorboard_writer(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is not None:
             # TensorBoard renders text as Markdown: a code block keeps the line breaks and spacing.
             writer.add_text("samples", f"```\n{text}\n```", trainer.state.step)
@@ -75,12 +76,3 @@ class TextSamples(Callback):
             )
         return torch.tensor([index[character] for character in self.prompt], dtype=torch.long)
 
-
-def _tensorboard_writer(trainer):
-    """The SummaryWriter of the run's TensorBoard callback, when it has one open."""
-    from dlrun.callbacks.tensorboard import TensorBoard
-
-    for callback in trainer.callbacks:
-        if isinstance(callback, TensorBoard) and callback.writer is not None:
-            return callback.writer
-    return None

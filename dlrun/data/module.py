@@ -52,6 +52,11 @@ class DataModule:
                 setattr(self, split, tuple(t.to(device) for t in getattr(self, split)))
         return self
 
+    @property
+    def in_shape(self) -> list[int]:
+        """The shape of one input."""
+        return list(self.train[0].shape[1:])
+
     def size(self, split: str) -> int:
         return len(getattr(self, split)[1])
 

@@ -5,7 +5,13 @@ configure_optimizers(build_optimizer) -> dict[str, Optimizer]
 training_step(batch) -> dict[str, Tensor]          # {"loss": ..., other per-batch metrics}
 evaluation_step(batch) -> dict[str, Tensor]        # {"loss": ..., "output": ..., "target": ...}
 compute_metrics(outputs, targets) -> dict[str, float]   # a whole split's metrics, names without the split
-metric_names() -> list[str]                        # what compute_metrics returns, plus "loss"
+metric_names() -> list[str]                        # what compute_metrics returns, plus "loss" when it has one
+
+Optional:
+manual_optimization = True                         # training_step(batch, optimize) then calls optimize(loss, name)
+                                                   # for each update it makes (GAN: discriminator, then generator)
+setup(data, device)                                # before training and before a resume restores the state
+state_dict() / load_state_dict(state)              # what else a resume needs (a replay buffer), in the checkpoint
 
 supervised.py: classification and regression (auxiliary classifiers' losses included); forecast.py: the next value
 of a time series, beside the naive forecast; language_model.py: the next character of a text.
