@@ -75,4 +75,3 @@ class TextSamples(Callback):
                 + "; type a prompt of the text's characters, or callbacks.text_samples.prompt=null"
             )
         return torch.tensor([index[character] for character in self.prompt], dtype=torch.long)
-
