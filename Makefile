@@ -23,8 +23,8 @@ install: $(STAMP)  ## make .venv and install dlrun (editable) with its dev tools
 train: $(STAMP)  ## train the default: an MLP on the embedded digits dataset (ARGS="model=cnn ..." adds overrides)
 	$(VENV)/bin/dlrun $(ARGS)
 
-test: $(STAMP)  ## run the whole test suite
-	$(PYTHON) -m pytest $(ARGS)
+test: $(STAMP)  ## run the whole test suite, in two worker processes (pytest-xdist)
+	$(PYTHON) -m pytest -n 2 $(ARGS)
 
 learn: $(STAMP)  ## every learning check (the figures in the README), the long ones outside `make test` included
 	$(PYTHON) -m pytest tests/test_learning*.py --run-long $(ARGS)

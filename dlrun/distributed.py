@@ -1,5 +1,6 @@
 """torch.distributed as torchrun starts it: which process this is, one process group per process, reused."""
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -42,6 +43,32 @@ def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
         values /= dist.get_world_size()
     return values
+
+
+def sum_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def gather_shards(shard: torch.Tensor, total: int) -> torch.Tensor:
+    """A split's samples back in order on every rank, from shards in which rank r holds samples r, r + size, ...
+    (DataModule.shard); `total` is the number of samples in all shards together."""
+    if not dist.is_initialized():
+        return shard
+    size = dist.get_world_size()
+    per_rank = math.ceil(total / size)
+    padded = shard.new_zeros((per_rank, *shard.shape[1:]))  # all_gather takes equal shapes
+    padded[: len(shard)] = shard
+    gathered = [torch.empty_like(padded) for _ in range(size)]
+    dist.all_gather(gathered, padded)
+    # Row j of rank r is sample j * size + r: interleaving the ranks restores the order; padding falls past total.
+    return torch.stack(gathered, dim=1).reshape(per_rank * size, *shard.shape[1:])[:total]
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

@@ -42,11 +42,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
         if world.is_main:
             _explain_interruption(interrupted, run_dir)
         raise SystemExit(128 + interrupted.signum) from None  # 130 for SIGINT, 143 for SIGTERM
-    if not world.is_main:  # rank 0 alone tests and writes the results
-        return None
-
+    distributed.barrier()  # rank 0 has written best.pt: every rank tests its shard of the splits with it
     best = run_dir / "checkpoints" / "best.pt"
     metrics = trainer.test(task, data, load(best, key="best checkpoint")["model"] if best.is_file() else None)
+    if not world.is_main:  # rank 0 alone writes and prints the results
+        return None
     torch.save(task.model.state_dict(), run_dir / "model.pt")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     console.print(report.results_table(metrics))

@@ -121,7 +121,7 @@ class Trainer:
         """Train until max_epochs or a callback stops it; `checkpoint` (a state_dict of this class) resumes."""
         self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
         self.network = task.model.to(self.device, memory_format=self.memory_format)
-        data.to(self.device)
+        self._shard(data).to(self.device)
         if getattr(task, "manual_optimization", False) and self.accumulate_grad_batches > 1:
             raise ConfigError(
                 f"trainer.accumulate_grad_batches = {self.accumulate_grad_batches}: this task steps its optimizers "
@@ -164,22 +164,25 @@ class Trainer:
     def evaluate(self, task, data: DataModule, split: str) -> dict[str, float]:
         """The task's metrics over a whole split, named split/name."""
         task.model.eval()
-        loss_sum, count, outputs, targets = torch.zeros((), device=self.device), 0, [], []
+        totals, outputs, targets = torch.zeros(2, device=self.device), [], []  # loss sum, samples
         for batch in self._limited(data.batches(split), data.num_batches(split)):
             with self._autocast():
                 step = task.evaluation_step(self._to_device(batch))
             size = len(step["target"])
             if "loss" in step:  # tasks without a loss of their own (greedy episodes) leave it out
-                loss_sum += step["loss"].float() * size
-            count += size
+                totals[0] += step["loss"].float() * size
+            totals[1] += size
             outputs.append(step["output"].float())
             targets.append(step["target"])
-        metrics = {"loss": (loss_sum / count).item()} if "loss" in task.metric_names() else {}
-        metrics |= task.compute_metrics(torch.cat(outputs), torch.cat(targets))
+        # Under torchrun each rank evaluated its shard: the sums add up, the samples are gathered back in order.
+        loss_sum, count = distributed.sum_across_ranks(totals).tolist()
+        output, target = (distributed.gather_shards(torch.cat(parts), int(count)) for parts in (outputs, targets))
+        metrics = {"loss": loss_sum / count} if "loss" in task.metric_names() else {}
+        metrics |= task.compute_metrics(output, target)
         return {f"{split}/{name}": value for name, value in metrics.items()}
 
     def optimizer_steps_per_epoch(self, data: DataModule) -> int:
-        return math.ceil(self._num_batches(data.num_batches("train")) / self.accumulate_grad_batches)
+        return math.ceil(self._num_batches(self._shard(data).num_batches("train")) / self.accumulate_grad_batches)
 
     def _run_epoch(self, task, data: DataModule) -> None:
         epoch = self.state.epoch
@@ -198,14 +201,12 @@ class Trainer:
     def _train_epoch(self, task, data: DataModule, epoch: int) -> dict[str, float]:
         task.model.train()
         manual = getattr(task, "manual_optimization", False)
-        num_batches = self._num_batches(data.num_batches("train")) // self.world.size  # this rank's share
+        num_batches = self._num_batches(data.num_batches("train"))  # this rank's share
         self._emit("on_train_epoch_start", num_batches)
         totals: dict[str, Tensor] = {}
         counts: dict[str, int] = {}  # batches in each total: a manual task may report a metric on some steps only
         first_nonfinite_step = torch.full((), -1, device=self.device)  # found on the device, read when logging
-        # Rank r takes batches r, r + size, ...: equal shares of one permutation, so every rank steps alike.
-        shard = itertools.islice(data.batches("train", epoch), self.world.rank, None, self.world.size)
-        batches = itertools.islice(shard, self.state.batch, num_batches)  # resumes mid-epoch
+        batches = itertools.islice(data.batches("train", epoch), self.state.batch, num_batches)  # resumes mid-epoch
         for index, batch in enumerate(batches, start=self.state.batch):
             with self._autocast():
                 if manual:  # the task calls optimize(loss, name) for each update it makes
@@ -318,6 +319,12 @@ class Trainer:
         return {f"train/lr_{name}": rate for name, rate in rates.items()}
 
     # -- helpers ------------------------------------------------------------------------------------
+
+    def _shard(self, data: DataModule) -> DataModule:
+        """Under torchrun each rank reads its own equal share of every split (DataModule.shard)."""
+        return (
+            data.shard(self.world.rank, self.world.size) if self.world.distributed and hasattr(data, "shard") else data
+        )
 
     def _num_batches(self, available: int) -> int:
         return available if self.limit_batches is None else min(available, self.limit_batches)

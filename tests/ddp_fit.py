@@ -1,5 +1,7 @@
-"""Run under torchrun by test_distributed.py: each rank trains with dlrun's Trainer and saves its own weights."""
+"""Run under torchrun by test_distributed.py: each rank trains with dlrun's Trainer, then saves its own weights and
+its view of the test metrics (evaluated on its shard and gathered)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -21,4 +23,7 @@ task = build.task(cfg, model, data)
 optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
 trainer = Trainer(max_epochs=2, limit_batches=8, device="cpu")
 trainer.fit(task, data, optimizers)
-torch.save(trainer.network.state_dict(), out / f"rank{trainer.world.rank}.pt")
+rank = trainer.world.rank
+torch.save(trainer.network.state_dict(), out / f"rank{rank}.pt")
+seen = {"train_batches": data.num_batches("train"), "test_samples": len(list(data._order("test", 0)))}
+(out / f"rank{rank}.json").write_text(json.dumps(trainer.evaluate(task, data, "test") | seen))

@@ -1,25 +1,66 @@
 """DDP on CPU with gloo, started by the real torchrun (python -m torch.distributed.run)."""
 
 import json
+import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO, only_run_dir
+from dlrun import build
+from dlrun.trainer import Trainer
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+from conftest import REPO, compose_config, only_run_dir
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+ENV = {"PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+DDP_FIT = str(REPO / "tests" / "ddp_fit.py")
 
 
 def torchrun(*args, cwd, timeout=300):
-    env = {"PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    return subprocess.run([*TORCHRUN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    command = [*TORCHRUN, "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
-def test_ranks_end_with_identical_weights(tmp_path):
-    result = torchrun(str(REPO / "tests" / "ddp_fit.py"), str(tmp_path), cwd=tmp_path)
+def test_ranks_end_with_identical_weights_and_evaluate_their_shards(tmp_path):
+    result = torchrun(DDP_FIT, str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # Each rank read half of every split, and the gathered test metrics are those of the whole split in one process.
+    cfg = compose_config()
+    data = build.data(cfg)
+    assert [s["train_batches"] for s in seen] == [data.num_batches("train") // 2] * 2
+    assert sum(s["test_samples"] for s in seen) == data.size("test")
+    task = build.task(cfg, build.model(cfg), data)
+    task.model.load_state_dict(first)
+    whole = Trainer(device="cpu").evaluate(task, data, "test")
+    for metrics in seen:
+        assert metrics.keys() >= whole.keys()
+        assert all(metrics[name] == pytest.approx(whole[name], rel=1e-5) for name in whole)
+
+
+def test_two_nodes_meet_through_the_c10d_rendezvous(tmp_path):
+    """Two torchrun launchers, one process each, as on two machines: they find each other through the rendezvous
+    endpoint (here on localhost) and train as one job."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = [
+        *TORCHRUN,
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        "--rdzv_backend=c10d",
+        f"--rdzv_endpoint=127.0.0.1:{port}",
+    ]
+    nodes = [
+        subprocess.Popen([*launcher, DDP_FIT, str(tmp_path)], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    errors = [node.communicate(timeout=300)[1] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
     first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert all(torch.equal(first[name], second[name]) for name in first)
 

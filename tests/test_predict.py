@@ -235,6 +235,13 @@ BAD_FILES = {
 }
 
 
+@pytest.fixture
+def wide_terminal(monkeypatch):
+    """Long temporary paths stay on one line of the error panel, so that the test can find them whole."""
+    monkeypatch.setenv("COLUMNS", "500")
+
+
+@pytest.mark.usefixtures("wide_terminal")
 @pytest.mark.parametrize("case", BAD_FILES)
 def test_bad_files_exit_2_naming_the_file_and_what_to_type(checkpoints, tmp_path, capsys, case):
     write_bad_files(tmp_path)
@@ -249,6 +256,7 @@ def test_bad_files_exit_2_naming_the_file_and_what_to_type(checkpoints, tmp_path
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.usefixtures("wide_terminal")
 @pytest.mark.parametrize(
     ("dropped", "expected"),
     [("preprocessing", "holds no preprocessing (written by an older dlrun)"), ("config", "holds no run config")],

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 SPLITS = ("train", "val", "test")
 
@@ -33,6 +33,8 @@ class DataModule:
     train_transform: Callable[[Tensor], Tensor] | None = None  # resize + random augmentation of training batches
     eval_transform: Callable[[Tensor], Tensor] | None = None  # resize of val and test batches
     resize: list[int] | None = None  # [height, width] the transforms resize images to, for new inputs at prediction
+    rank: int = 0  # under torchrun: this process reads its own shard of every split (see shard)
+    world_size: int = 1
 
     def preprocessing(self) -> dict:
         """What turns a raw input into a model input, and an output back into a label: kept in checkpoints."""
@@ -57,11 +59,20 @@ class DataModule:
         """The shape of one input."""
         return list(self.train[0].shape[1:])
 
+    def shard(self, rank: int, world_size: int) -> "DataModule":
+        """Read only process `rank`'s share of each split: train as a DistributedSampler with drop_last shards it
+        (one permutation per epoch, cut to a multiple of world_size, every world_size-th sample), val and test
+        every world_size-th sample from `rank` on, each sample once (the trainer gathers them back in order)."""
+        self.rank, self.world_size = rank, world_size
+        return self
+
     def size(self, split: str) -> int:
+        """Samples of the split: all of them, not this process's share."""
         return len(getattr(self, split)[1])
 
     def num_batches(self, split: str) -> int:
-        return math.ceil(self.size(split) / self.batch_size)
+        """This process's batches of the split."""
+        return math.ceil(len(self._order(split, epoch=0)) / self.batch_size)
 
     def batches(self, split: str, epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of a split: shuffled by epoch for train, in order for val and test."""
@@ -75,23 +86,36 @@ class DataModule:
 
     def _indexed_batches(self, split: str, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         inputs, targets = getattr(self, split)
-        if split == "train":
-            generator = torch.Generator().manual_seed(self.shuffle_seed + epoch)
-            order = torch.randperm(len(targets), generator=generator)
-        else:
-            order = torch.arange(len(targets))
         if self.num_workers:
+            dataset = TensorDataset(inputs, targets)
             loader = DataLoader(
-                TensorDataset(inputs, targets),
+                dataset,
                 batch_size=self.batch_size,
-                sampler=order.tolist(),
+                sampler=self._sampler(dataset, split, epoch),
                 num_workers=self.num_workers,
                 pin_memory=torch.cuda.is_available(),
                 generator=torch.Generator().manual_seed(self.shuffle_seed + epoch),  # leaves the global RNG alone
             )
             yield from loader
             return
-        order = order.to(targets.device)
+        order = self._order(split, epoch).to(targets.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield inputs[index], targets[index]
+
+    def _order(self, split: str, epoch: int) -> Tensor:
+        """This process's sample indices in batch order: the in-memory twin of _sampler."""
+        count = self.size(split)
+        if split != "train":
+            return torch.arange(self.rank, count, self.world_size)
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.shuffle_seed + epoch))
+        return order[: count - count % self.world_size][self.rank :: self.world_size]
+
+    def _sampler(self, dataset: TensorDataset, split: str, epoch: int):
+        if split != "train":
+            return self._order(split, epoch).tolist()
+        sampler = DistributedSampler(
+            dataset, num_replicas=self.world_size, rank=self.rank, seed=self.shuffle_seed, drop_last=True
+        )
+        sampler.set_epoch(epoch)
+        return sampler
