@@ -1,7 +1,9 @@
 """Checkpoint files: written atomically, read with weights_only=True (a loaded file never runs code)."""
 
+import io
 import os
 import pickle
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -14,9 +16,36 @@ def save(state: dict, path: Path) -> None:
     _write_atomically(path, lambda file: torch.save(state, file))
 
 
-def copy(source: Path, path: Path) -> None:
-    """An atomic copy of a saved checkpoint (best.pt from last.pt), without serialising the state again."""
-    _write_atomically(path, lambda file: file.write(Path(source).read_bytes()))
+def serialize(state: dict) -> bytes:
+    """The bytes torch.save writes: a snapshot, unaffected by later changes to the state's tensors."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+class BackgroundWriter:
+    """Writes bytes to files atomically on one background thread, in order: training goes on while the disk syncs.
+
+    At most one write is in flight; wait() returns once every write is on disk and raises a failed write's error.
+    """
+
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrun-checkpoint")
+        self._pending: Future | None = None
+
+    def write(self, contents: bytes, *paths: Path) -> None:
+        self.wait()
+        self._pending = self._executor.submit(_write_bytes, contents, paths)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+
+def _write_bytes(contents: bytes, paths: tuple[Path, ...]) -> None:
+    for path in paths:
+        _write_atomically(path, lambda file: file.write(contents))
 
 
 def _write_atomically(path: Path, write) -> None:

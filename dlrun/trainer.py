@@ -203,9 +203,9 @@ class Trainer:
         manual = getattr(task, "manual_optimization", False)
         num_batches = self._num_batches(data.num_batches("train"))  # this rank's share
         self._emit("on_train_epoch_start", num_batches)
-        totals: dict[str, Tensor] = {}
+        totals: dict[str, Tensor] = {}  # per-batch metrics summed on the device: no host sync per step
         counts: dict[str, int] = {}  # batches in each total: a manual task may report a metric on some steps only
-        first_nonfinite_step = torch.full((), -1, device=self.device)  # found on the device, read when logging
+        checked_step = self.state.step  # the summed loss was finite up to this step
         batches = itertools.islice(data.batches("train", epoch), self.state.batch, num_batches)  # resumes mid-epoch
         for index, batch in enumerate(batches, start=self.state.batch):
             with self._autocast():
@@ -214,19 +214,18 @@ class Trainer:
                 else:
                     step = task.training_step(self._to_device(batch))
             loss = step.get("loss")
-            if loss is not None:
-                if self.skip_nonfinite and not manual and not torch.isfinite(loss):
-                    self.state.skipped_batches += 1
-                    continue
-                first_nonfinite_step = torch.where(
-                    torch.isfinite(loss.detach()) | (first_nonfinite_step >= 0), first_nonfinite_step, self.state.step
-                )
+            if self.skip_nonfinite and loss is not None and not manual and not torch.isfinite(loss):
+                self.state.skipped_batches += 1
+                continue
             if not manual:
                 self.scaler.scale(
                     loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
                 ).backward()
-            for name, value in step.items():  # summed on the device: no host sync per step
-                totals[name] = totals.get(name, 0) + torch.as_tensor(value, device=self.device).detach().float()
+            for name, value in step.items():
+                if name in totals:
+                    totals[name] += value.detach() if isinstance(value, Tensor) else value
+                else:
+                    totals[name] = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach().clone()
                 counts[name] = counts.get(name, 0) + 1
             self._emit("on_train_batch_end")
             if manual:
@@ -237,13 +236,13 @@ class Trainer:
                 self._optimizer_step()
             self.state.batch = index + 1
             if self.state.step % self.log_every_n_steps == 0:
-                self._check_finite(first_nonfinite_step)
+                checked_step = self._check_finite(totals, checked_step)
                 if loss is not None:
                     self._emit("on_log", {"train/loss": loss.item()})
             if self._stop_requested():
                 self.state.interrupted_by = self._stop_requests.signum or signal.SIGTERM
                 return {}
-        self._check_finite(first_nonfinite_step)
+        self._check_finite(totals, checked_step)
         self.state.batch = 0
         means = {}
         if totals:  # empty when nonfinite_loss=skip skipped every batch
@@ -263,15 +262,18 @@ class Trainer:
             return requested
         return self.state.step % self.log_every_n_steps == 0 and distributed.any_rank(requested, self.device)
 
-    def _check_finite(self, first_nonfinite_step: Tensor) -> None:
-        step = int(first_nonfinite_step.item())
-        if step >= 0:
+    def _check_finite(self, totals: dict[str, Tensor], checked_step: int) -> int:
+        """Read once per log interval: a NaN or infinite loss makes the epoch's summed loss so from its step on."""
+        if "loss" in totals and not torch.isfinite(totals["loss"]):
+            step = self.state.step
+            steps = f"step {step}" if checked_step + 1 >= step else f"one of steps {checked_step + 1}-{step}"
             raise NonFiniteLoss(
-                f"train/loss became NaN or infinite at step {step + 1} (epoch {self.state.epoch + 1}); "
+                f"train/loss became NaN or infinite at {steps} (epoch {self.state.epoch + 1}); "
                 "training stopped and the last good checkpoint is kept. Try a lower optimizer.lr, "
                 "trainer.gradient_clip_val=1.0, trainer.precision=32, "
                 "or trainer.nonfinite_loss=skip to skip such batches"
             )
+        return self.state.step
 
     def _optimizer_step(self) -> None:
         for optimizer in self.optimizers.values():

@@ -1,9 +1,13 @@
-"""checkpoints/last.pt after every epoch, checkpoints/best.pt when the monitored metric improves."""
+"""checkpoints/last.pt after every epoch, checkpoints/best.pt when the monitored metric improves.
+
+The state is serialised at the end of the epoch and written (fsync, rename) on a background thread while the next
+epoch trains; training ends, or a signal stops it, only once the files are on disk.
+"""
 
 from pathlib import Path
 
 from dlrun.callbacks.base import Callback, is_improvement
-from dlrun.checkpoint import copy, save
+from dlrun.checkpoint import BackgroundWriter, save, serialize
 
 
 class Checkpoint(Callback):
@@ -12,6 +16,7 @@ class Checkpoint(Callback):
         self.config = config  # the resolved run config, stored in every checkpoint
         self.monitor, self.mode = monitor, mode
         self.best: float | None = None
+        self.writer = BackgroundWriter()
 
     @property
     def last_path(self) -> Path:
@@ -26,13 +31,15 @@ class Checkpoint(Callback):
         improved = value is not None and is_improvement(value, self.best, self.mode)
         if improved:
             self.best = value
-        state = trainer.state_dict() | {"config": self.config}
-        save(state, self.last_path)
-        if improved:
-            copy(self.last_path, self.best_path)
+        contents = serialize(trainer.state_dict() | {"config": self.config})
+        self.writer.write(contents, self.last_path, *([self.best_path] if improved else []))
 
     def on_interrupt(self, trainer) -> None:
+        self.writer.wait()
         save(trainer.state_dict() | {"config": self.config}, self.last_path)  # resumes at the very next batch
+
+    def on_fit_end(self, trainer) -> None:
+        self.writer.wait()
 
     def state_dict(self) -> dict:
         return {"best": self.best}
