@@ -75,3 +75,19 @@ def test_two_process_dlrun_writes_one_run_dir_and_learns(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/acc"] >= 0.95
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+@pytest.mark.slow
+def test_a_resumed_two_process_run_ends_as_an_uninterrupted_one(tmp_path):
+    small = ["trainer.device=cpu", "print_config=false", "quiet=true", "trainer.limit_batches=4"]
+    straight, first, resumed = (tmp_path / name for name in ("straight", "first", "resumed"))
+    for run_dir, extra in [
+        (straight, ["trainer.max_epochs=2"]),
+        (first, ["trainer.max_epochs=1"]),
+        (resumed, ["trainer.max_epochs=2", f"ckpt_path={first / 'checkpoints' / 'last.pt'}"]),
+    ]:
+        result = torchrun("-m", "dlrun", *small, *extra, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    ends = [torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True) for run_dir in (straight, resumed)]
+    assert ends[0]["epoch"] == ends[1]["epoch"] == 2 and ends[0]["step"] == ends[1]["step"]
+    assert all(torch.equal(ends[0]["model"][name], ends[1]["model"][name]) for name in ends[0]["model"])
