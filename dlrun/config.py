@@ -21,6 +21,8 @@ CONFIG_DIR = next(p for p in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf")
 PRECISIONS = ("32", "bf16", "16")
 AUTO = "auto"  # dataset.in_shape, dataset.num_classes: counted from the data when it is read (dlrun/build.py)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+RECONSTRUCTION = "reconstruction"  # loss.problem under task=autoencoder|vae: the inputs are the targets
+AUTOENCODERS = {"dlrun.models.autoencoder.autoencoder": "autoencoder", "dlrun.models.autoencoder.vae": "vae"}
 
 
 @dataclass
@@ -219,6 +221,9 @@ def _check_data(cfg: DictConfig) -> list[str]:
 
 def _check_loss(cfg: DictConfig) -> list[str]:
     problem = _value(cfg, "loss.problem")
+    autoencoder = AUTOENCODERS.get(_value(cfg, "model._target_"))
+    if problem == RECONSTRUCTION or autoencoder is not None:
+        return _check_reconstruction(problem, autoencoder)
     num_classes = _value(cfg, "dataset.num_classes")
     dataset = _value(cfg, "dataset.name")
     if num_classes == AUTO:  # image folders, CSV targets, text vocabularies: their classes are counted when read
@@ -246,6 +251,15 @@ def _check_loss(cfg: DictConfig) -> list[str]:
         return [
             f"loss.criterion.class_weights = {weights}: needs one number per class ({num_classes}); "
             f"type {num_classes} numbers in brackets, or loss.criterion.class_weights=null"
+        ]
+    return []
+
+
+def _check_reconstruction(problem: str, autoencoder: str | None) -> list[str]:
+    """model=autoencoder|vae need their task (which sets loss.problem); any dataset's inputs can be reconstructed."""
+    if problem != RECONSTRUCTION:
+        return [
+            f"model = {autoencoder} reconstructs its inputs, which this task does not train; type task={autoencoder}"
         ]
     return []
 
