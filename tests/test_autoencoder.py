@@ -74,62 +74,65 @@ def _events(run_dir) -> EventAccumulator:
     return accumulator
 
 
-@pytest.fixture(scope="module")
-def autoencoder_runs(tmp_path_factory):
-    """task=autoencoder with digit 0 as the anomalies: 1 epoch, then resumed from its last.pt to 2 epochs."""
-    first = _run("task=autoencoder", "task.anomaly_class=0", "trainer.max_epochs=1", cwd=tmp_path_factory.mktemp("ae"))
-    last = first / "checkpoints" / "last.pt"
-    resumed = _run(
-        "task=autoencoder",
-        "task.anomaly_class=0",
-        "trainer.max_epochs=2",
-        f"ckpt_path={last}",
-        cwd=tmp_path_factory.mktemp("ae_resumed"),
-    )
+def _run_and_resume(*overrides, cwd) -> tuple:
+    """(run dir of 1 epoch, run dir of its resumption from last.pt to 2 epochs)."""
+    first = _run(*overrides, "trainer.max_epochs=1", cwd=cwd / "first")
+    resumed = _run(*overrides, "trainer.max_epochs=2", f"ckpt_path={first / 'checkpoints' / 'last.pt'}", cwd=cwd)
     return first, resumed
 
 
-@pytest.fixture(scope="module")
-def vae_runs(tmp_path_factory):
-    """task=vae with the conv architecture: 1 epoch, then resumed from its last.pt to 2 epochs."""
-    overrides = ["task=vae", "model.architecture=conv"]
-    first = _run(*overrides, "trainer.max_epochs=1", cwd=tmp_path_factory.mktemp("vae"))
-    last = first / "checkpoints" / "last.pt"
-    resumed = _run(*overrides, "trainer.max_epochs=2", f"ckpt_path={last}", cwd=tmp_path_factory.mktemp("vae_resumed"))
-    return first, resumed
-
-
-def test_autoencoder_logs_reconstructions_and_metrics(autoencoder_runs):
-    events = _events(autoencoder_runs[0])
+# One test per task, so that its runs are made once also when pytest-xdist spreads the tests over workers.
+def test_autoencoder_through_the_cli(tmp_path):
+    (tmp_path / "first").mkdir()
+    first, resumed = _run_and_resume("task=autoencoder", "task.anomaly_class=0", cwd=tmp_path)
+    events = _events(first)
     assert events.Tags()["images"] == ["images/reconstructions"]
     (grid,) = events.Images("images/reconstructions")
     assert (grid.width, grid.height) == (4 * 2 * (8 + 2) + 2, 4 * (8 + 2) + 2)  # 16 pairs of 8x8 images, 8 a row
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss_epoch", "val/mse", "val/pca_mse", "test/mse", "test/pca_mse", "test/anomaly_auroc"} <= scalars
+    assert_resumed(first, resumed)
+    assert_projector_holds_the_test_codes(first / "tensorboard", step=5)
+    assert_anomaly_scores_match_the_metrics(first)
 
 
-def test_autoencoder_checkpoints_and_resumes(autoencoder_runs):
-    first, resumed = autoencoder_runs
+def test_vae_through_the_cli(tmp_path):
+    (tmp_path / "first").mkdir()
+    first, resumed = _run_and_resume("task=vae", "model.architecture=conv", cwd=tmp_path)
+    events = _events(first)
+    assert set(events.Tags()["images"]) == {"images/reconstructions", "images/samples"}
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/elbo", "train/kl", "val/elbo", "val/kl", "val/reconstruction", "val/mse", "test/elbo"} <= scalars
+    metrics = json.loads((first / "metrics.json").read_text())
+    assert metrics["test/elbo"] == pytest.approx(-(metrics["test/reconstruction"] + metrics["test/kl"]), rel=1e-5)
+    assert_resumed(first, resumed)
+    # The likelihood's variance lives in the weights and carries on from where the first run left it.
+    before = torch.load(first / "checkpoints" / "last.pt", weights_only=True)["model"]["log_noise_var"]
+    after = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["model"]["log_noise_var"]
+    assert before != 0 and after != before
+    assert_projector_holds_the_test_codes(first / "tensorboard", step=5, latent_dim=8)
+
+
+def assert_resumed(first, resumed):
     assert torch.load(first / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
     checkpoint = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["step"]) == (2, 10)
     assert [event.value for event in _events(resumed).Scalars("epoch")] == [2]  # the resumed run logs epoch 2 only
 
 
-def test_projector_holds_the_test_codes_with_labels_and_images(autoencoder_runs):
-    tensorboard = autoencoder_runs[0] / "tensorboard"
+def assert_projector_holds_the_test_codes(tensorboard, *, step: int, latent_dim: int = 16):
+    folder = tensorboard / f"{step:05d}" / "latent_codes"
     config = (tensorboard / "projector_config.pbtxt").read_text()
-    assert 'tensor_path: "00005/latent_codes/tensors.tsv"' in config and "sprite" in config
-    codes = (tensorboard / "00005" / "latent_codes" / "tensors.tsv").read_text().splitlines()
-    labels = (tensorboard / "00005" / "latent_codes" / "metadata.tsv").read_text().splitlines()
+    assert f'tensor_path: "{step:05d}/latent_codes/tensors.tsv"' in config and "sprite" in config
+    codes = (folder / "tensors.tsv").read_text().splitlines()
+    labels = (folder / "metadata.tsv").read_text().splitlines()
     assert len(codes) == len(labels) == 270  # the whole test split of digits
-    assert len(codes[0].split("\t")) == 16  # model.latent_dim
+    assert len(codes[0].split("\t")) == latent_dim
     assert set(labels) == {str(digit) for digit in range(10)}
-    assert (tensorboard / "00005" / "latent_codes" / "sprite.png").stat().st_size > 0
+    assert (folder / "sprite.png").stat().st_size > 0  # the images beside the codes
 
 
-def test_anomaly_scores_csv_and_metrics(autoencoder_runs):
-    run_dir = autoencoder_runs[0]
+def assert_anomaly_scores_match_the_metrics(run_dir):
     with (run_dir / "anomaly_scores.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == ["index", "label", "error", "anomalous", "is_anomaly_class"]
@@ -144,24 +147,6 @@ def test_anomaly_scores_csv_and_metrics(autoencoder_runs):
     is_anomaly = [int(row["is_anomaly_class"]) for row in rows]
     assert metrics["test/anomaly_auroc"] == pytest.approx(roc_auc_score(is_anomaly, scores), abs=1e-4)
     assert "val/anomaly_auroc" not in metrics  # validation holds no anomalies
-
-
-def test_vae_logs_reconstructions_samples_and_elbo(vae_runs):
-    events = _events(vae_runs[0])
-    assert set(events.Tags()["images"]) == {"images/reconstructions", "images/samples"}
-    scalars = set(events.Tags()["scalars"])
-    assert {"train/elbo", "train/kl", "val/elbo", "val/kl", "val/reconstruction", "val/mse", "test/elbo"} <= scalars
-    metrics = json.loads((vae_runs[0] / "metrics.json").read_text())
-    assert metrics["test/elbo"] == pytest.approx(-(metrics["test/reconstruction"] + metrics["test/kl"]), rel=1e-5)
-
-
-def test_vae_checkpoints_and_resumes(vae_runs):
-    first, resumed = vae_runs
-    before = torch.load(first / "checkpoints" / "last.pt", weights_only=True)
-    after = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
-    assert (before["epoch"], after["epoch"], after["step"]) == (1, 2, 10)
-    # The likelihood's variance lives in the weights and carries on from where the first run left it.
-    assert before["model"]["log_noise_var"] != after["model"]["log_noise_var"] != 0
 
 
 def test_a_wrong_combination_exits_2_with_the_key_named(tmp_path):
