@@ -99,7 +99,8 @@ def sample(
             f"CKPT = {trained.path}: its model generates inputs of shape {list(trained.model_shape)}, not images; "
             "dlrun-sample draws image grids; type the path of a checkpoint trained on images"
         )
-    samples = trained.model.sample(num, generator=torch.Generator().manual_seed(seed)).float().cpu()
+    with torch.no_grad():
+        samples = trained.model.sample(num, generator=torch.Generator().manual_seed(seed)).float().cpu()
     path = Path(out).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(pixels(trained, samples), path, nrow=nrow, padding=2, pad_value=1.0)

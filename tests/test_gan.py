@@ -104,6 +104,16 @@ def test_discriminator_steps_per_generator_step(run_dir):
     assert steps == {"generator": {3}, "discriminator": {9}}
 
 
+def test_mlp_gan_generates_feature_vectors(run_dir):
+    """iris: 97 training rows, the last batch of 16 holds one (batch norm needs two generated ones)."""
+    run(compose_config("task=gan", "model=mlp_gan", "dataset=iris", "trainer.max_epochs=1"), run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 1 <= metrics["test/classes_covered"] <= 3
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["images"] == []  # no image grids of feature vectors
+
+
 @pytest.mark.parametrize(
     ("dataset", "in_shape"),
     [("digits", [1, 8, 8]), ("mnist", [1, 28, 28]), ("cifar10", [3, 32, 32]), ("cifar10", [2, 30, 27])],

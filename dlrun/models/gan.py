@@ -56,9 +56,12 @@ class GAN(nn.Module):
         return self.data_low + (generated + 1) / 2 * (self.data_high - self.data_low)
 
     def noise(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
-        """Latent vectors N(0, I) on the module's device, drawn on the CPU with generator (seeded: the same noise)."""
+        """Latent vectors N(0, I) on the module's device; drawn with a seeded generator (a CPU one: on any device),
+        they are the same vectors every time."""
         device = self.data_low.device
-        return torch.randn(num_samples, self.latent_dim, generator=generator).to(device)
+        if generator is None:
+            return torch.randn(num_samples, self.latent_dim, device=device)
+        return torch.randn(num_samples, self.latent_dim, generator=generator, device=generator.device).to(device)
 
     def generate(self, latent: Tensor) -> Tensor:
         """The generator's output in [-1, 1] for latent vectors."""

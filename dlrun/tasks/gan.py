@@ -15,14 +15,17 @@ number of classes (high: each sample is clearly one class, and the classes are e
 the same fixed noise on every split: they score the generator, not the split.
 """
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch import Tensor, nn
 
+from dlrun.distributed import World
 from dlrun.errors import ConfigError
 
 REAL, FAKE = 1.0, 0.0
@@ -57,6 +60,11 @@ class GANTask:
         if not (isinstance(scored_samples, int) and scored_samples >= 1):
             raise ConfigError(
                 f"task.scored_samples = {scored_samples}: must be a whole number >= 1; type task.scored_samples=1000"
+            )
+        if World.from_env().distributed:
+            raise ConfigError(
+                "task=gan trains its generator and discriminator in one process, not under torchrun; run dlrun "
+                "itself (on a GPU: trainer.device=cuda)"
             )
         if num_classes is None:
             raise ConfigError(
@@ -93,16 +101,20 @@ class GANTask:
         if data.eval_transform is not None:  # what the generator draws: resized where the dataset resizes
             features = data.eval_transform(features)
         classifier = LogisticRegression(max_iter=CLASSIFIER_ITERATIONS)
-        self.classifier = classifier.fit(features.flatten(1).float().cpu().numpy(), targets[chosen].cpu().numpy())
+        with warnings.catch_warnings():  # a classifier short of full convergence still tells digits apart
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            classifier.fit(features.flatten(1).float().cpu().numpy(), targets[chosen].cpu().numpy())
+        self.classifier = classifier
 
     def training_step(self, batch: tuple[Tensor, Tensor], optimize: Callable) -> dict[str, Tensor]:
         real = self.model.to_generator_range(batch[0])
+        num_fake = max(len(real), 2)  # batch norm needs two: a last batch of one real input still gets two fakes
         for _ in range(self.discriminator_steps):
-            fake = self.model.generate(self.model.noise(len(real))).detach()
+            fake = self.model.generate(self.model.noise(num_fake)).detach()
             real_logits, fake_logits = self._discriminate(real), self._discriminate(fake)
             d_loss = _bce(real_logits, REAL) + _bce(fake_logits, FAKE)
             optimize(d_loss, "discriminator")
-        g_loss = _bce(self._discriminate(self.model.generate(self.model.noise(len(real)))), REAL)
+        g_loss = _bce(self._discriminate(self.model.generate(self.model.noise(num_fake))), REAL)
         optimize(g_loss, "generator")
         return {
             "d_loss": d_loss.detach(),
