@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dlrun import build
 from dlrun.errors import ConfigError
 from dlrun.run import run
+from dlrun.tasks.gan import GANTask
 
 from conftest import compose_config, only_run_dir, run_cli
 
@@ -149,3 +150,10 @@ def test_a_classifier_with_task_gan_exits_2_and_names_the_gan_models(tmp_path):
 def test_impossible_combinations_are_named(overrides, message, run_dir):
     with pytest.raises(ConfigError, match=message):
         run(compose_config(*overrides, "trainer.fast_dev_run=true"), run_dir)
+
+
+def test_torchrun_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    network = build.model(compose_config("task=gan"))
+    with pytest.raises(ConfigError, match="task=gan trains its generator and discriminator in one process"):
+        GANTask(model=network, discriminator_optimizer=torch.optim.Adam, num_classes=10)
