@@ -18,7 +18,7 @@ class Progress(Callback):
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[loss]}"),  # empty until a loss is logged (a GAN's steps report none)
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
@@ -27,13 +27,13 @@ class Progress(Callback):
 
     def on_train_epoch_start(self, trainer, num_batches: int) -> None:
         description = f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}"
-        self.epoch_bar = self.bar.add_task(description, total=num_batches, loss="…")
+        self.epoch_bar = self.bar.add_task(description, total=num_batches, loss="")
 
     def on_train_batch_end(self, trainer) -> None:
         self.bar.advance(self.epoch_bar)
 
     def on_log(self, trainer, metrics: dict[str, float]) -> None:
-        self.bar.update(self.epoch_bar, loss=f"{metrics['train/loss']:.4f}")
+        self.bar.update(self.epoch_bar, loss=f"loss {metrics['train/loss']:.4f}")
 
     def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
         self.bar.remove_task(self.epoch_bar)
