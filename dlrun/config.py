@@ -21,6 +21,9 @@ CONFIG_DIR = next(p for p in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf")
 PRECISIONS = ("32", "bf16", "16")
 AUTO = "auto"  # dataset.in_shape, dataset.num_classes: counted from the data when it is read (dlrun/build.py)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DQN_TASK = "dlrun.tasks.dqn.DQNTask"  # plays a gymnasium environment: dataset=environment, brought by env=<option>
+ENVIRONMENT_DATA = "dlrun.data.environment.load"
+DQN_MODEL = "dlrun.models.mlp.mlp"  # task=dqn sets its widths (model.hidden)
 RECONSTRUCTION = "reconstruction"  # loss.problem under task=autoencoder|vae: the inputs are the targets
 AUTOENCODERS = {"dlrun.models.autoencoder.autoencoder": "autoencoder", "dlrun.models.autoencoder.vae": "vae"}
 
@@ -220,6 +223,8 @@ def _check_data(cfg: DictConfig) -> list[str]:
 
 
 def _check_loss(cfg: DictConfig) -> list[str]:
+    if _value(cfg, "task._target_") == DQN_TASK or _value(cfg, "dataset._target_") == ENVIRONMENT_DATA:
+        return _check_environment(cfg)  # the outputs are the environment's actions, whatever the loss
     problem = _value(cfg, "loss.problem")
     autoencoder = AUTOENCODERS.get(_value(cfg, "model._target_"))
     if problem == RECONSTRUCTION or autoencoder is not None:
@@ -252,6 +257,21 @@ def _check_loss(cfg: DictConfig) -> list[str]:
             f"loss.criterion.class_weights = {weights}: needs one number per class ({num_classes}); "
             f"type {num_classes} numbers in brackets, or loss.criterion.class_weights=null"
         ]
+    return []
+
+
+def _check_environment(cfg: DictConfig) -> list[str]:
+    """task=dqn plays dataset=environment and nothing else; env=cartpole (or another env option) brings both."""
+    if _value(cfg, "dataset._target_") != ENVIRONMENT_DATA:
+        return [
+            f"task = dqn plays a gymnasium environment, not dataset {_value(cfg, 'dataset.name')}; "
+            "type env=cartpole or env=acrobot (they bring dataset=environment) instead of dataset="
+        ]
+    if _value(cfg, "task._target_") != DQN_TASK:
+        return ["dataset = environment is played by task=dqn; type task=dqn, or leave task= out (env= brings it)"]
+    model = _value(cfg, "model._target_")
+    if model != DQN_MODEL:
+        return [f"model = {model}: DQN's Q-network reads observation vectors; type model=mlp (model.hidden=[...])"]
     return []
 
 

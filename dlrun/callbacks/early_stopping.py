@@ -1,4 +1,5 @@
-"""Stop training when the monitored metric has not improved for `patience` validations."""
+"""Stop training when the monitored metric has not improved for `patience` validations, or once it reaches
+`stop_at` (a score that cannot be beaten: CartPole's return of 500)."""
 
 from dlrun.callbacks.base import Callback, is_improvement
 
@@ -6,9 +7,18 @@ from dlrun.callbacks.base import Callback, is_improvement
 class EarlyStopping(Callback):
     on_every_rank = True  # every rank must stop at the same epoch
 
-    def __init__(self, *, monitor: str = "val/loss", mode: str = "min", patience: int = 10, min_delta: float = 0.0):
+    def __init__(
+        self,
+        *,
+        monitor: str = "val/loss",
+        mode: str = "min",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        stop_at: float | None = None,
+    ):
         self.monitor, self.mode = monitor, mode
         self.patience, self.min_delta = patience, min_delta
+        self.stop_at = stop_at
         self.best: float | None = None
         self.wait = 0  # validations since the last improvement
 
@@ -16,6 +26,8 @@ class EarlyStopping(Callback):
         if self.monitor not in metrics:  # not a validation epoch
             return
         value = metrics[self.monitor]
+        if self.stop_at is not None and (value >= self.stop_at if self.mode == "max" else value <= self.stop_at):
+            trainer.state.should_stop = True
         if is_improvement(value, self.best, self.mode, self.min_delta):
             self.best, self.wait = value, 0
             return
