@@ -50,7 +50,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
 
 
 def check_group_overrides(args: list[str]) -> None:
-    """`model=0`, `model=true`: Hydra fails on anything but an option name there, with a traceback."""
+    """`model=0`, `model=true`: Hydra fails on anything but an option name there, with a traceback; `env.id=...`
+    without `env=...`: Hydra's message would suggest `+env.id`, which leaves the run without an environment."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, Glob
     from hydra.errors import OverrideParseException
@@ -61,7 +62,14 @@ def check_group_overrides(args: list[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException:
         return  # Hydra reports a malformed override itself, briefly
+    chosen = {override.key_or_group for override in parsed}
     for override in parsed:
+        key = override.key_or_group
+        if key.startswith("env.") and "env" not in chosen and not override.is_add():
+            raise ConfigError(
+                f"{key}: no environment is chosen, so it has no keys yet; choose one first, e.g. "
+                f"env=cartpole {override.input_line} (env=cartpole|acrobot bring task=dqn)"
+            )
         value = override.value()
         if override.key_or_group not in groups or override.is_delete() or isinstance(value, Glob):
             continue

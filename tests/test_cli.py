@@ -105,6 +105,7 @@ def test_resume_continues_from_last_pt(finished_run, tmp_path):
         (["ckpt_path=nowhere/last.pt"], "ckpt_path = nowhere/last.pt: no such file"),
         (["model=cnn", "dataset=wine"], "model=cnn needs images"),
         (["+model.depth=3"], "unexpected keyword argument 'depth'"),
+        (["task=dqn", "env.id=Acrobot-v1"], "env.id: no environment is chosen"),
     ],
 )
 def test_bad_input_exits_2_with_the_key_named(finished_run, args, expected):
