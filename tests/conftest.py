@@ -20,19 +20,6 @@ SMALL = ["trainer.device=cpu", "print_config=false", "quiet=true", "name=test"]
 register_schemas()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--run-long", action="store_true", help="also run the tests marked long (make learn)")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-long"):
-        return
-    skip = pytest.mark.skip(reason="trains for more than a minute: make learn runs it")
-    for item in items:
-        if "long" in item.keywords:
-            item.add_marker(skip)
-
-
 def compose_config(*overrides: str, small: bool = True) -> DictConfig:
     """The config `dlrun <overrides>` would run, composed from the real conf/."""
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

@@ -12,7 +12,7 @@ BAR = 475  # gymnasium's reward threshold for CartPole-v1
 STEP_BUDGET = 100_000
 
 
-@pytest.mark.long
+@pytest.mark.slow
 def test_cartpole_is_balanced_within_100k_steps(tmp_path):
     done = run_cli("env=cartpole", "trainer.device=cpu", "print_config=false", cwd=tmp_path, timeout=1800)
     assert done.returncode == 0, done.stderr
