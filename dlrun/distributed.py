@@ -66,11 +66,6 @@ def gather_shards(shard: torch.Tensor, total: int) -> torch.Tensor:
     return torch.stack(gathered, dim=1).reshape(per_rank * size, *shard.shape[1:])[:total]
 
 
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank when it is true on one: ranks agree, so none waits for a step the others skip."""
     if not dist.is_initialized():

@@ -42,9 +42,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
         if world.is_main:
             _explain_interruption(interrupted, run_dir)
         raise SystemExit(128 + interrupted.signum) from None  # 130 for SIGINT, 143 for SIGTERM
-    distributed.barrier()  # rank 0 has written best.pt: every rank tests its shard of the splits with it
     best = run_dir / "checkpoints" / "best.pt"
-    metrics = trainer.test(task, data, load(best, key="best checkpoint")["model"] if best.is_file() else None)
+    best_weights = load(best, key="best checkpoint")["model"] if world.is_main and best.is_file() else None
+    # Every rank tests its shard of the splits with rank 0's best weights (its disk may be the only one holding them).
+    metrics = trainer.test(task, data, distributed.broadcast_from_main(best_weights))
     if not world.is_main:  # rank 0 alone writes and prints the results
         return None
     torch.save(task.model.state_dict(), run_dir / "model.pt")

@@ -31,7 +31,7 @@ FAST_DEV_RUN_BATCHES = 2
 @dataclass
 class State:
     epoch: int = 0  # completed epochs
-    step: int = 0  # optimizer steps taken
+    step: int = 0  # optimizer steps taken; training steps (batches, environment steps) for a task that steps itself
     batch: int = 0  # training batches done in the current epoch (non-zero only in a mid-epoch checkpoint)
     should_stop: bool = False  # a callback sets it to end training after this epoch
     metrics: dict[str, float] = field(default_factory=dict)  # the latest epoch's metrics
@@ -122,11 +122,8 @@ class Trainer:
         self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
         self.network = task.model.to(self.device, memory_format=self.memory_format)
         self._shard(data).to(self.device)
-        if getattr(task, "manual_optimization", False) and self.accumulate_grad_batches > 1:
-            raise ConfigError(
-                f"trainer.accumulate_grad_batches = {self.accumulate_grad_batches}: this task steps its optimizers "
-                "itself; type trainer.accumulate_grad_batches=1"
-            )
+        if getattr(task, "manual_optimization", False):
+            self._check_manual_settings()
         if hasattr(task, "setup"):
             task.setup(data, self.device)
         if checkpoint is not None:
@@ -214,7 +211,7 @@ class Trainer:
                 else:
                     step = task.training_step(self._to_device(batch))
             loss = step.get("loss")
-            if self.skip_nonfinite and loss is not None and not manual and not torch.isfinite(loss):
+            if self.skip_nonfinite and loss is not None and not torch.isfinite(loss):
                 self.state.skipped_batches += 1
                 continue
             if not manual:
@@ -263,17 +260,35 @@ class Trainer:
         return self.state.step % self.log_every_n_steps == 0 and distributed.any_rank(requested, self.device)
 
     def _check_finite(self, totals: dict[str, Tensor], checked_step: int) -> int:
-        """Read once per log interval: a NaN or infinite loss makes the epoch's summed loss so from its step on."""
-        if "loss" in totals and not torch.isfinite(totals["loss"]):
-            step = self.state.step
-            steps = f"step {step}" if checked_step + 1 >= step else f"one of steps {checked_step + 1}-{step}"
-            raise NonFiniteLoss(
-                f"train/loss became NaN or infinite at {steps} (epoch {self.state.epoch + 1}); "
-                "training stopped and the last good checkpoint is kept. Try a lower optimizer.lr, "
-                "trainer.gradient_clip_val=1.0, trainer.precision=32, "
-                "or trainer.nonfinite_loss=skip to skip such batches"
+        """Read once per log interval: a NaN or infinite value makes its epoch sum so from that step on."""
+        if not totals or bool(torch.isfinite(torch.stack(list(totals.values()))).all()):
+            return self.state.step
+        name = next(name for name, total in totals.items() if not torch.isfinite(total))
+        step = self.state.step
+        steps = f"step {step}" if checked_step + 1 >= step else f"one of steps {checked_step + 1}-{step}"
+        skip = (
+            ""
+            if getattr(self.task, "manual_optimization", False)
+            else ", or trainer.nonfinite_loss=skip to skip such batches"
+        )
+        raise NonFiniteLoss(
+            f"train/{name} became NaN or infinite at {steps} (epoch {self.state.epoch + 1}); training stopped and the "
+            f"last good checkpoint is kept. Try a lower optimizer.lr, trainer.gradient_clip_val=1.0, "
+            f"trainer.precision=32{skip}"
+        )
+
+    def _check_manual_settings(self) -> None:
+        """A task that steps its optimizers itself cannot have its batches accumulated or skipped by the trainer."""
+        if self.accumulate_grad_batches > 1:
+            raise ConfigError(
+                f"trainer.accumulate_grad_batches = {self.accumulate_grad_batches}: this task steps its optimizers "
+                "itself; type trainer.accumulate_grad_batches=1"
             )
-        return self.state.step
+        if self.skip_nonfinite:
+            raise ConfigError(
+                "trainer.nonfinite_loss = skip: this task steps its optimizers itself, so a batch cannot be skipped "
+                "after the fact; type trainer.nonfinite_loss=stop"
+            )
 
     def _optimizer_step(self) -> None:
         for optimizer in self.optimizers.values():

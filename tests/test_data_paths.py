@@ -19,6 +19,23 @@ def test_the_two_paths_give_the_same_batches():
             assert torch.equal(x1, x2) and torch.equal(y1, y2)
 
 
+def test_the_two_paths_shard_alike_for_each_rank_and_together_cover_every_split():
+    """Rank r of 3, as under torchrun: the DataLoader path's DistributedSampler and the in-memory indices agree."""
+    in_memory, loader = build.data(compose_config()), build.data(compose_config("dataset.num_workers=1"))
+    seen = {"train": [], "test": []}
+    for rank in range(3):
+        in_memory.shard(rank, 3)
+        loader.shard(rank, 3)
+        for split in seen:
+            pairs = list(zip(in_memory.batches(split, 2), loader.batches(split, 2), strict=True))
+            assert len(pairs) == in_memory.num_batches(split) == loader.num_batches(split)
+            assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in pairs)
+            seen[split] += [len(y) for _, (_, y) in pairs]
+    train_size = in_memory.size("train")
+    assert sum(seen["train"]) == train_size - train_size % 3  # drop_last: every rank takes as many samples
+    assert sum(seen["test"]) == in_memory.size("test")  # evaluation: every sample once
+
+
 def test_the_two_paths_train_to_the_same_accuracy(tmp_path):
     overrides = ["trainer.max_epochs=2", "trainer.deterministic=true"]
     run(compose_config(*overrides), tmp_path / "memory")

@@ -145,3 +145,37 @@ def test_channels_last_and_compile_train(run_dir):
     )
     assert last_checkpoint(run_dir)["step"] == 2
     assert not any(name.startswith("_orig_mod") for name in last_checkpoint(run_dir)["model"])  # plain keys
+
+
+class DivergingManualTask:
+    """Steps its own optimizer (like a GAN or DQN); its one reported metric turns NaN at the third step."""
+
+    manual_optimization = True
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def configure_optimizers(self, build_optimizer):
+        return {"model": build_optimizer(params=list(self.model.parameters()))}
+
+    def training_step(self, batch, optimize):
+        self.calls += 1
+        inputs, _ = batch
+        loss = self.model(inputs).pow(2).mean()
+        optimize(loss, "model")
+        return {"d_loss": loss.detach() * (float("nan") if self.calls == 3 else 1.0)}
+
+
+def test_a_task_stepping_itself_is_stopped_by_any_nonfinite_metric_and_cannot_skip(tmp_path):
+    from dlrun.errors import ConfigError
+    from dlrun.trainer import NonFiniteLoss, Trainer
+
+    cfg = compose_config("trainer.max_epochs=1")
+    data, model = build.data(cfg), build.model(cfg)
+    task = DivergingManualTask(model)
+    optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
+    with pytest.raises(NonFiniteLoss, match=r"train/d_loss became NaN or infinite at one of steps 1-10"):
+        Trainer(device="cpu", max_epochs=1).fit(task, data, optimizers)
+    assert task.calls == 10  # found when the sums are read, at the first log step
+    with pytest.raises(ConfigError, match="trainer.nonfinite_loss = skip: this task steps its optimizers itself"):
+        Trainer(device="cpu", nonfinite_loss="skip").fit(task, data, optimizers)

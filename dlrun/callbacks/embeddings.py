@@ -53,7 +53,7 @@ class Embeddings(Callback):
         network.eval()
         codes, inputs, targets, count = [], [], [], 0
         try:
-            for batch_inputs, batch_targets in trainer.data.batches("test"):
+            for batch_inputs, batch_targets in trainer.task.eval_batches("test"):  # all of it, also under torchrun
                 batch_inputs = batch_inputs[: self.max_samples - count]
                 codes.append(network.encode(batch_inputs.to(trainer.device)).float().cpu())
                 inputs.append(batch_inputs.float().cpu())

@@ -3,7 +3,7 @@
 The Q-network is the task's model (model=mlp): observations in, one value per action out. Every training step is
 one environment step, epsilon-greedy, into a replay buffer; after learning_starts steps, every train_every steps,
 a minibatch of transitions makes one TD update of the criterion (Huber) between Q(s, a) and
-r + gamma * max_a' Q_target(s', a') (Double DQN: the Q-network picks a', the target network values it). Every
+r + gamma * max_a' Q_target(s', a') (with double_dqn=true: the Q-network picks a', the target network values it). Every
 target_update_every steps the target network moves towards the Q-network (tau = 1 copies it). Episodes cut short
 by a time limit (truncated) are bootstrapped like any other step; only a terminal state ends the return.
 
@@ -22,6 +22,8 @@ from dlrun.data.environment import EnvironmentData
 from dlrun.distributed import World
 from dlrun.errors import ConfigError
 from dlrun.tasks.replay import ReplayBuffer
+
+MAX_GREEDY_STEPS = 100_000  # a greedy episode ends here when the environment sets no time limit of its own
 
 
 class DQNTask:
@@ -173,8 +175,8 @@ class DQNTask:
         return self.epsilon_start + progress * (self.epsilon_end - self.epsilon_start)
 
     def _start_episode(self) -> None:
-        # The first episode after setup or a resume is seeded by the run's seed and the step count (a resumed run
-        # plays the same episodes again); later ones go on with the environment's own random state.
+        # The first episode after setup or a resume is seeded by the run's seed and the step count (every resume from
+        # one checkpoint plays the same episodes); later ones go on with the environment's own random state.
         raw, _ = self.data.env.reset(seed=None if self.env_seeded else self.data.seed + self.steps)
         self.env_seeded = True
         self.observation = self.data.observe(raw).to(self.device)
@@ -216,7 +218,7 @@ class DQNTask:
         env = self.data.eval_env
         raw, _ = env.reset(seed=seed)
         episode_return, length, done = 0.0, 0, False
-        while not done:
+        while not done and length < MAX_GREEDY_STEPS:
             action = self._greedy_action(self.data.observe(raw).to(self.device))
             raw, reward, terminated, truncated, _ = env.step(self.data.action(action))
             episode_return += float(reward)

@@ -44,7 +44,8 @@ class VAETask(ReconstructionTask):
         reconstruction, mean, log_var = self.model(self.corrupted(inputs))
         squared = (reconstruction.float() - inputs.float()).pow(2).flatten(1)
         log_noise_var = squared.mean().clamp_min(MIN_NOISE_VAR).log()  # this batch's maximum-likelihood variance
-        self.network.log_noise_var.lerp_(log_noise_var.detach(), NOISE_VAR_MOMENTUM)
+        finite = torch.where(torch.isfinite(log_noise_var), log_noise_var, self.network.log_noise_var)
+        self.network.log_noise_var.lerp_(finite.detach(), NOISE_VAR_MOMENTUM)  # a skipped NaN batch leaves it be
         nll = gaussian_nll(squared, log_noise_var)
         kl = kl_from_prior(mean.float(), log_var.float())
         loss = (nll + self.beta * kl).mean() + weight_penalty(self.model, l1=self.l1, l2=self.l2)
