@@ -117,6 +117,35 @@ def test_double_dqn_with_polyak_target_updates_runs(run_dir):
     assert any(not torch.equal(target[key], online[key]) for key in online)  # Polyak: the target lags behind
 
 
+def constant_q_network(values: list[float]) -> torch.nn.Linear:
+    """Q-values that do not depend on the observation: zero weights, the values as the bias."""
+    network = torch.nn.Linear(1, len(values))
+    with torch.no_grad():
+        network.weight.zero_()
+        network.bias.copy_(torch.tensor(values))
+    return network
+
+
+@pytest.mark.parametrize(
+    ("double_dqn", "terminated", "expected_target"),
+    [
+        (False, 0.0, 1 + 0.5 * 10),  # the target network's best value
+        (True, 0.0, 1 + 0.5 * 2),  # the Q-network picks action 1, the target network values it
+        (False, 1.0, 1.0),  # a terminal state: no bootstrap
+        (True, 1.0, 1.0),
+    ],
+)
+def test_td_target(double_dqn, terminated, expected_target):
+    from dlrun.tasks.dqn import DQNTask
+
+    task = DQNTask(model=constant_q_network([3.0, 5.0]), criterion=torch.nn.MSELoss(), gamma=0.5, double_dqn=double_dqn)
+    task.target_model = constant_q_network([10.0, 2.0])
+    loss = task._td_loss(
+        torch.zeros(1, 1), torch.tensor([0]), torch.tensor([1.0]), torch.zeros(1, 1), torch.tensor([terminated])
+    )
+    assert loss.item() == pytest.approx((3.0 - expected_target) ** 2)  # Q(s, a=0) = 3
+
+
 def test_replay_buffer_is_circular():
     buffer = ReplayBuffer(3, [2], torch.device("cpu"))
     for step in range(5):
