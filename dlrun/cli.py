@@ -125,5 +125,18 @@ def main() -> None:
         callback.interrupted()
         sys.exit(130)
     code = callback.exit_code()
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        _exit_without_finalization(code)
     if code:
         sys.exit(code)
+
+
+def _exit_without_finalization(code: int) -> None:
+    """Under torchrun: leave once the files are written and the streams flushed, before the interpreter tears down
+    the process group's gloo threads, which can abort the process ("terminate called without an active exception")."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

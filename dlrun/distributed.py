@@ -1,5 +1,6 @@
 """torch.distributed as torchrun starts it: which process this is, one process group per process, reused."""
 
+import atexit
 import math
 import os
 from dataclasses import dataclass
@@ -33,9 +34,17 @@ class World:
 
 
 def init_process_group(device: torch.device) -> None:
-    """NCCL between GPUs, gloo on CPUs; once per process (starting and stopping groups per job hangs gloo)."""
+    """NCCL between GPUs, gloo on CPUs; once per process (starting and stopping groups per job hangs gloo), and
+    destroyed when the process exits: left to the interpreter's finalization, gloo's threads may abort it
+    ("terminate called without an active exception")."""
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
