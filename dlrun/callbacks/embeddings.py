@@ -12,6 +12,7 @@ from torch import Tensor
 from dlrun.callbacks.base import Callback
 from dlrun.callbacks.tensorboard import tensorboard_writer
 from dlrun.errors import ConfigError
+from dlrun.models.layers import evaluating
 
 TAG = "latent_codes"
 
@@ -49,10 +50,8 @@ class Embeddings(Callback):
     def _test_codes(self, trainer) -> tuple[Tensor, Tensor, Tensor]:
         """(codes, inputs, targets) of the first max_samples test samples, on the CPU."""
         network = trainer.network
-        was_training = network.training
-        network.eval()
         codes, inputs, targets, count = [], [], [], 0
-        try:
+        with evaluating(network):
             for batch_inputs, batch_targets in trainer.task.eval_batches("test"):  # all of it, also under torchrun
                 batch_inputs = batch_inputs[: self.max_samples - count]
                 codes.append(network.encode(batch_inputs.to(trainer.device)).float().cpu())
@@ -61,8 +60,6 @@ class Embeddings(Callback):
                 count += len(batch_inputs)
                 if count >= self.max_samples:
                     break
-        finally:
-            network.train(was_training)
         return torch.cat(codes), torch.cat(inputs), torch.cat(targets)
 
 

@@ -11,6 +11,7 @@ from torchvision.utils import make_grid
 from dlrun.callbacks.base import Callback
 from dlrun.callbacks.tensorboard import tensorboard_writer
 from dlrun.errors import ConfigError
+from dlrun.models.layers import evaluating
 
 
 class ImageGrids(Callback):
@@ -27,14 +28,8 @@ class ImageGrids(Callback):
         writer = tensorboard_writer(trainer)
         if writer is None or (epoch % self.every_n_epochs and epoch != trainer.max_epochs):
             return
-        network = trainer.network
-        was_training = network.training
-        network.eval()
-        try:
-            with torch.no_grad():
-                grids = trainer.task.image_grids(self.num_images)
-        finally:
-            network.train(was_training)
+        with evaluating(trainer.network), torch.no_grad():
+            grids = trainer.task.image_grids(self.num_images)
         for tag, images in grids.items():
             grid = make_grid(images.detach().float().cpu(), nrow=self.images_per_row, normalize=True, pad_value=1.0)
             writer.add_image(tag, grid, trainer.state.step)

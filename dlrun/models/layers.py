@@ -1,6 +1,7 @@
-"""Pieces shared by the model builders."""
+"""Pieces shared by the model builders, and evaluating(): a model in eval mode for a while."""
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 from torch import nn
 
@@ -60,3 +61,14 @@ def dense_stack(
         in_features = width
     layers.append(nn.Linear(in_features, num_outputs))
     return nn.Sequential(*layers)
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode (dropout off, batch norm's running statistics) inside the block, as it was after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -24,6 +24,7 @@ from dlrun.data.module import DataModule
 from dlrun.errors import ConfigError
 from dlrun.losses import weight_penalty
 from dlrun.models.autoencoder import Autoencoder
+from dlrun.models.layers import evaluating
 
 NOISE_SEED = 0  # seeds the noise of the denoising inputs shown in TensorBoard: the same draw every epoch
 
@@ -124,16 +125,11 @@ class ReconstructionTask:
     @torch.no_grad()
     def split_errors(self, split: str) -> tuple[Tensor, Tensor]:
         """(reconstruction errors, targets) of every sample of a split, in the split's order, on the CPU."""
-        network = self.network
-        was_training = network.training
-        network.eval()
-        try:
-            errors, targets = [], []
+        errors, targets = [], []
+        with evaluating(self.network):
             for inputs, batch_targets in self.eval_batches(split):
                 errors.append(self.reconstruction_errors(inputs).float().cpu())
                 targets.append(batch_targets.cpu())
-        finally:
-            network.train(was_training)
         return torch.cat(errors), torch.cat(targets)
 
     def anomaly_threshold(self) -> float:

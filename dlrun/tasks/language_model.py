@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from dlrun.errors import ConfigError
 from dlrun.losses import weight_penalty
+from dlrun.models.layers import evaluating
 
 
 class LanguageModelTask:
@@ -70,9 +71,7 @@ def sample(
 ) -> Tensor:
     """length characters drawn one at a time after the prompt (1-D tokens on the model's device); temperature > 0
     scales the logits: below 1 favours likely characters, above 1 flattens the distribution."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         logits, state = model.step(prompt[None])
         drawn = []
         for _ in range(length):
@@ -80,6 +79,4 @@ def sample(
             token = torch.multinomial(probabilities, 1, generator=generator)
             drawn.append(token)
             logits, state = model.step(token[None].to(prompt.device), state)
-    finally:
-        model.train(was_training)
     return torch.cat(drawn) if drawn else prompt.new_zeros(0)
