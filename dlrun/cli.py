@@ -17,6 +17,7 @@ from dlrun.config import CONFIG_DIR, register_schemas
 from dlrun.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
+DEFAULT_ENVIRONMENT = "env=cartpole"  # what task=dqn plays unless env= says otherwise
 _job_started = False  # whether Hydra got as far as calling the job: an exit before that is a config error
 
 
@@ -49,27 +50,23 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
     return run(cfg, run_dir)
 
 
-def check_group_overrides(args: list[str]) -> None:
-    """`model=0`, `model=true`: Hydra fails on anything but an option name there, with a traceback; `env.id=...`
-    without `env=...`: Hydra's message would suggest `+env.id`, which leaves the run without an environment."""
+def parse_overrides(args: list[str]) -> list:
+    """The command line's overrides as Hydra parses them; none when one is malformed (Hydra reports it itself)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, Glob
     from hydra.errors import OverrideParseException
 
-    groups = {path.name for path in CONFIG_DIR.iterdir() if path.is_dir()}
-    overrides = [arg for arg in args if "=" in arg and not arg.startswith("-")]
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        return OverridesParser.create().parse_overrides([arg for arg in args if "=" in arg and not arg.startswith("-")])
     except OverrideParseException:
-        return  # Hydra reports a malformed override itself, briefly
-    chosen = {override.key_or_group for override in parsed}
-    for override in parsed:
-        key = override.key_or_group
-        if key.startswith("env.") and "env" not in chosen and not override.is_add():
-            raise ConfigError(
-                f"{key}: no environment is chosen, so it has no keys yet; choose one first, e.g. "
-                f"env=cartpole {override.input_line} (env=cartpole|acrobot bring task=dqn)"
-            )
+        return []
+
+
+def check_group_overrides(args: list[str]) -> None:
+    """`model=0`, `model=true`: Hydra fails on anything but an option name there, with a traceback."""
+    from hydra.core.override_parser.types import ChoiceSweep, Glob
+
+    groups = {path.name for path in CONFIG_DIR.iterdir() if path.is_dir()}
+    for override in parse_overrides(args):
         value = override.value()
         if override.key_or_group not in groups or override.is_delete() or isinstance(value, Glob):
             continue
@@ -80,6 +77,19 @@ def check_group_overrides(args: list[str]) -> None:
             raise ConfigError(
                 f"{group} = {override.input_line.partition('=')[2]}: takes an option name; type one of {options}"
             )
+
+
+def default_environment(args: list[str]) -> list[str]:
+    """`task=dqn` or `env.id=...` without `env=...` plays CartPole-v1: env=cartpole, whose keys env.* then change.
+    (The environment brings task=dqn and dataset=environment: a task cannot choose the dataset, listed after it.)"""
+    parsed = parse_overrides(args)
+    if any(override.key_or_group == "env" for override in parsed):
+        return []
+    wants_dqn = any(
+        (override.key_or_group == "task" and override.value() == "dqn") or override.key_or_group.startswith("env.")
+        for override in parsed
+    )
+    return [DEFAULT_ENVIRONMENT] if wants_dqn else []
 
 
 def quiet_rank_overrides(args: list[str]) -> list[str]:
@@ -110,7 +120,7 @@ def main() -> None:
     except ConfigError as error:
         report(error)
         sys.exit(EXIT_BAD_INPUT)
-    sys.argv += quiet_rank_overrides(sys.argv[1:])
+    sys.argv += default_environment(sys.argv[1:]) + quiet_rank_overrides(sys.argv[1:])
     from dlrun.sweep import callback
 
     try:

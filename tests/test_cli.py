@@ -77,6 +77,15 @@ def test_help_lists_the_groups_without_importing_torch():
     assert result.stdout.strip().endswith("no torch")
 
 
+def test_task_dqn_plays_cartpole_unless_told_otherwise(tmp_path):
+    """The issue's commands: task=dqn (CartPole-v1 by default) and env.id= without env=."""
+    default = run_cli("--cfg", "job", "task=dqn", cwd=tmp_path)
+    acrobot = run_cli("--cfg", "job", "task=dqn", "env.id=Acrobot-v1", "task.double_dqn=true", cwd=tmp_path)
+    assert default.returncode == acrobot.returncode == 0, default.stderr + acrobot.stderr
+    assert "id: CartPole-v1" in default.stdout and "dlrun.data.environment.load" in default.stdout
+    assert "id: Acrobot-v1" in acrobot.stdout and "double_dqn: true" in acrobot.stdout
+
+
 def test_python_dash_m_dlrun_help():
     result = subprocess.run([sys.executable, "-m", "dlrun", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "dataset: breast_cancer" in result.stdout
@@ -105,7 +114,6 @@ def test_resume_continues_from_last_pt(finished_run, tmp_path):
         (["ckpt_path=nowhere/last.pt"], "ckpt_path = nowhere/last.pt: no such file"),
         (["model=cnn", "dataset=wine"], "model=cnn needs images"),
         (["+model.depth=3"], "unexpected keyword argument 'depth'"),
-        (["task=dqn", "env.id=Acrobot-v1"], "env.id: no environment is chosen"),
     ],
 )
 def test_bad_input_exits_2_with_the_key_named(finished_run, args, expected):
