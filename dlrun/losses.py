@@ -14,14 +14,14 @@ def bce(*, pos_weight: float | None = None) -> nn.BCEWithLogitsLoss:
     return nn.BCEWithLogitsLoss(pos_weight=weight)
 
 
-def weight_penalty(model: nn.Module, *, l1: float, l2: float) -> torch.Tensor | float:
-    """L1 and L2 penalties on the weight matrices and kernels (biases and norm scales are left alone)."""
+def with_weight_penalty(loss: torch.Tensor, model: nn.Module, *, l1: float, l2: float) -> torch.Tensor:
+    """loss plus L1 and L2 penalties on the weight matrices and kernels (biases and norm scales are left alone);
+    the loss itself when both are 0 (no extra operation per step)."""
     if not (l1 or l2):
-        return 0.0
+        return loss
     weights = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
-    penalty = 0.0
     if l1:
-        penalty = penalty + l1 * sum(w.abs().sum() for w in weights)
+        loss = loss + l1 * sum(w.abs().sum() for w in weights)
     if l2:
-        penalty = penalty + l2 * sum(w.pow(2).sum() for w in weights)
-    return penalty
+        loss = loss + l2 * sum(w.pow(2).sum() for w in weights)
+    return loss

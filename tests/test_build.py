@@ -133,3 +133,13 @@ def test_warmup_ramps_the_learning_rate_up(run_dir):
 def test_every_loss_option_trains(overrides, run_dir):
     run(compose_config(*overrides, *FAST), run_dir)
     assert (run_dir / "metrics.json").is_file()
+
+
+def test_the_weight_penalty_adds_l1_and_l2_of_the_weights_only():
+    from dlrun.losses import with_weight_penalty
+
+    layer = torch.nn.Linear(3, 2)
+    loss = torch.tensor(1.0)
+    assert with_weight_penalty(loss, layer, l1=0.0, l2=0.0) is loss  # no extra operation when off
+    expected = 1.0 + 0.1 * layer.weight.abs().sum() + 0.01 * layer.weight.pow(2).sum()  # the bias is left alone
+    assert with_weight_penalty(loss, layer, l1=0.1, l2=0.01).item() == pytest.approx(expected.item())

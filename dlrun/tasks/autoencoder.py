@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dlrun.data.module import DataModule
 from dlrun.errors import ConfigError
-from dlrun.losses import weight_penalty
+from dlrun.losses import with_weight_penalty
 from dlrun.models.autoencoder import Autoencoder
 from dlrun.models.layers import evaluating
 
@@ -202,7 +202,7 @@ class AutoencoderTask(ReconstructionTask):
     def training_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         inputs, _ = batch
         reconstruction = self.model(self.corrupted(inputs))
-        return {"loss": self.criterion(reconstruction, inputs) + weight_penalty(self.model, l1=self.l1, l2=self.l2)}
+        return {"loss": with_weight_penalty(self.criterion(reconstruction, inputs), self.model, l1=self.l1, l2=self.l2)}
 
     def evaluation_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         """output: (N, 2): each sample's reconstruction error, and the PCA baseline's."""

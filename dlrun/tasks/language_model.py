@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from dlrun.errors import ConfigError
-from dlrun.losses import weight_penalty
+from dlrun.losses import with_weight_penalty
 from dlrun.models.layers import evaluating
 
 
@@ -45,7 +45,7 @@ class LanguageModelTask:
     def training_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         inputs, targets = batch
         logits = self.model(inputs)
-        loss = self._loss(logits, targets) + weight_penalty(self.model, l1=self.l1, l2=self.l2)
+        loss = with_weight_penalty(self._loss(logits, targets), self.model, l1=self.l1, l2=self.l2)
         return {"loss": loss, "acc": (logits.detach().argmax(dim=-1) == targets).float().mean()}
 
     def evaluation_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:

@@ -10,7 +10,7 @@ import torch
 from sklearn import metrics as skm
 from torch import Tensor, nn
 
-from dlrun.losses import weight_penalty
+from dlrun.losses import with_weight_penalty
 
 PROBLEMS = ("classification", "binary", "regression")
 
@@ -52,7 +52,7 @@ class SupervisedTask:
     def training_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         inputs, targets = batch
         output, auxiliary = split_auxiliary(self.model(inputs))
-        loss = self._loss(output, targets) + weight_penalty(self.model, l1=self.l1, l2=self.l2)
+        loss = with_weight_penalty(self._loss(output, targets), self.model, l1=self.l1, l2=self.l2)
         for aux_output in auxiliary:
             loss = loss + self.aux_loss_weight * self._loss(aux_output, targets)
         step = {"loss": loss}

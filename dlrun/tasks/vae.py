@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from dlrun.errors import ConfigError
-from dlrun.losses import weight_penalty
+from dlrun.losses import with_weight_penalty
 from dlrun.models.autoencoder import VariationalAutoencoder, reparameterize
 from dlrun.tasks.autoencoder import ReconstructionTask, per_sample_mse
 
@@ -48,7 +48,7 @@ class VAETask(ReconstructionTask):
         self.network.log_noise_var.lerp_(finite.detach(), NOISE_VAR_MOMENTUM)  # a skipped NaN batch leaves it be
         nll = gaussian_nll(squared, log_noise_var)
         kl = kl_from_prior(mean.float(), log_var.float())
-        loss = (nll + self.beta * kl).mean() + weight_penalty(self.model, l1=self.l1, l2=self.l2)
+        loss = with_weight_penalty((nll + self.beta * kl).mean(), self.model, l1=self.l1, l2=self.l2)
         return {
             "loss": loss,
             "elbo": -(nll + kl).detach().mean(),
