@@ -20,6 +20,7 @@ CONFIG_DIR = next(p for p in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf")
 
 PRECISIONS = ("32", "bf16", "16")
 AUTO = "auto"  # dataset.in_shape, dataset.num_classes: counted from the data when it is read (dlrun/build.py)
+LOSS_KEYS = ("problem", "l1", "l2")  # read by dlrun from every loss option (conf/loss/*.yaml)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DQN_TASK = "dlrun.tasks.dqn.DQNTask"  # plays a gymnasium environment: dataset=environment, brought by env=<option>
 ENVIRONMENT_DATA = "dlrun.data.environment.load"
@@ -91,6 +92,7 @@ def _check_present(cfg: DictConfig) -> None:
     """The keys of the schemas are dlrun's own: removing one (~seed) leaves dlrun without it."""
     missing = [f.name for f in fields(RunConfig) if f.name not in cfg]
     missing += [f"trainer.{f.name}" for f in fields(TrainerConfig) if "trainer" in cfg and f.name not in cfg.trainer]
+    missing += [f"loss.{key}" for key in LOSS_KEYS if OmegaConf.is_dict(cfg.get("loss")) and key not in cfg.loss]
     if missing:
         raise ConfigError(*(f"{key}: removed, but dlrun needs it; leave out ~{key}" for key in missing))
 
