@@ -114,7 +114,12 @@ def _value(cfg: DictConfig, key: str) -> Any:
 
 def _check_trainer(cfg: DictConfig) -> list[str]:
     trainer = cfg.trainer
-    problems = []
+    known = [f.name for f in fields(TrainerConfig)]
+    problems = [
+        f"trainer.{key}: not a trainer key; leave out +trainer.{key} (the keys: {', '.join(known)})"
+        for key in trainer
+        if key not in known
+    ]
     if trainer.max_epochs < 1:
         problems.append(f"trainer.max_epochs = {trainer.max_epochs}: must be at least 1; type trainer.max_epochs=10")
     if trainer.precision not in PRECISIONS:
