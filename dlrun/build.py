@@ -13,6 +13,7 @@ from dlrun.trainer import Trainer
 
 SCHEDULER_KEYS = ("interval", "warmup_epochs", "monitor")  # read by dlrun, not passed to the scheduler
 DATASET_KEYS = ("num_classes_by_loss",)  # read by the dataset config's own interpolations, not passed to the loader
+LOADER_KEYS = ("persistent_workers", "prefetch_factor")  # set on the DataModule, whatever the loader
 MEASURED = ("in_shape", "num_classes", "vocab_size")  # the dataset keys that may be auto
 
 
@@ -39,7 +40,10 @@ def data(cfg: DictConfig):
     node = OmegaConf.to_container(cfg.dataset, resolve=True)
     for key in DATASET_KEYS:
         node.pop(key, None)
+    loader_settings = {key: node.pop(key) for key in LOADER_KEYS if key in node}
     datamodule = instantiate(node, "dataset", shuffle_seed=cfg.seed)
+    for key, value in loader_settings.items():
+        setattr(datamodule, key, value)
     measured = {
         "in_shape": datamodule.in_shape,
         "num_classes": len(datamodule.class_names),

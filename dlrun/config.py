@@ -163,6 +163,12 @@ NUMBER_RULES = [
     ("dataset.batch_size", lambda v: v >= 1 and v == int(v), "must be a whole number >= 1", "dataset.batch_size=64"),
     ("dataset.num_workers", lambda v: v >= 0 and v == int(v), "must be a whole number >= 0", "dataset.num_workers=0"),
     ("dataset.split_seed", lambda v: v >= 0 and v == int(v), "must be a whole number >= 0", "dataset.split_seed=0"),
+    (
+        "dataset.prefetch_factor",
+        lambda v: v >= 1 and v == int(v),
+        "must be a whole number >= 1",
+        "dataset.prefetch_factor=2",
+    ),
     ("model.dropout", lambda v: 0 <= v < 1, "must be in [0, 1)", "model.dropout=0.1"),
     ("loss.l1", lambda v: v >= 0, "cannot be negative", "loss.l1=0"),
     ("loss.l2", lambda v: v >= 0, "cannot be negative", "loss.l2=0"),
@@ -219,14 +225,23 @@ def _check_numbers(cfg: DictConfig) -> list[str]:
 
 
 def _check_data(cfg: DictConfig) -> list[str]:
+    problems = []
     fractions = [_value(cfg, f"dataset.{key}") for key in ("val_fraction", "test_fraction")]
     total = sum(v for v in fractions if _is_number(v))
-    if total < 1:
-        return []
-    return [
-        f"dataset.val_fraction + dataset.test_fraction = {total:g}: leaves nothing to train on; "
-        "type fractions that add up to less than 1, e.g. dataset.val_fraction=0.15 dataset.test_fraction=0.15"
-    ]
+    if total >= 1:
+        problems.append(
+            f"dataset.val_fraction + dataset.test_fraction = {total:g}: leaves nothing to train on; "
+            "type fractions that add up to less than 1, e.g. dataset.val_fraction=0.15 dataset.test_fraction=0.15"
+        )
+    if not _value(cfg, "dataset.num_workers"):
+        for key, off in (("persistent_workers", "false"), ("prefetch_factor", "null")):
+            value = _value(cfg, f"dataset.{key}")
+            if value not in (False, None):
+                problems.append(
+                    f"dataset.{key} = {str(value).lower()}: only for the DataLoader path; "
+                    f"type dataset.num_workers=2 with it, or dataset.{key}={off}"
+                )
+    return problems
 
 
 def _check_loss(cfg: DictConfig) -> list[str]:

@@ -66,6 +66,7 @@ def test_trainer_keys_are_typed():
         (["loss.l2=-1"], "loss.l2 = -1: cannot be negative"),
         (["~loss.l1"], "loss.l1: removed, but dlrun needs it; leave out ~loss.l1"),
         (["+trainer.no_such_key=0"], "trainer.no_such_key: not a trainer key; leave out +trainer.no_such_key"),
+        (["dataset.persistent_workers=true"], "only for the DataLoader path; type dataset.num_workers=2 with it"),
         (["trainer.max_epochs=0"], "trainer.max_epochs = 0: must be at least 1"),
         (["trainer.precision=8"], "trainer.precision = 8: unknown; type one of trainer.precision=32|bf16|16"),
         (["trainer.device=tpu"], "trainer.device = tpu: unknown"),

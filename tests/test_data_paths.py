@@ -36,6 +36,21 @@ def test_the_two_paths_shard_alike_for_each_rank_and_together_cover_every_split(
     assert sum(seen["test"]) == in_memory.size("test")  # evaluation: every sample once
 
 
+def test_persistent_prefetching_workers_give_the_same_batches_and_stay_between_epochs():
+    in_memory = build.data(compose_config())
+    loader = build.data(
+        compose_config("dataset.num_workers=2", "dataset.persistent_workers=true", "dataset.prefetch_factor=4")
+    )
+    workers = []
+    for epoch in (0, 1):
+        pairs = zip(in_memory.batches("train", epoch), loader.batches("train", epoch), strict=True)
+        assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in pairs)
+        iterator = loader._loaders["train"]._iterator  # torch keeps a persistent loader's worker processes here
+        workers.append([worker.pid for worker in iterator._workers])
+    assert loader._loaders["train"].prefetch_factor == 4
+    assert len(workers[0]) == 2 and workers[0] == workers[1]  # the same processes served both epochs
+
+
 def test_the_two_paths_train_to_the_same_accuracy(tmp_path):
     overrides = ["trainer.max_epochs=2", "trainer.deterministic=true"]
     run(compose_config(*overrides), tmp_path / "memory")

@@ -35,6 +35,9 @@ class DataModule:
     resize: list[int] | None = None  # [height, width] the transforms resize images to, for new inputs at prediction
     rank: int = 0  # under torchrun: this process reads its own shard of every split (see shard)
     world_size: int = 1
+    persistent_workers: bool = False  # DataLoader path: keep the worker processes from epoch to epoch
+    prefetch_factor: int | None = None  # DataLoader path: batches each worker loads ahead (None: torch's default)
+    _loaders: dict[str, DataLoader] = field(default_factory=dict, init=False, repr=False)  # made on first use
 
     def preprocessing(self) -> dict:
         """What turns a raw input into a model input, and an output back into a label: kept in checkpoints."""
@@ -63,7 +66,9 @@ class DataModule:
         """Read only process `rank`'s share of each split: train as a DistributedSampler with drop_last shards it
         (one permutation per epoch, cut to a multiple of world_size, every world_size-th sample), val and test
         every world_size-th sample from `rank` on, each sample once (the trainer gathers them back in order)."""
-        self.rank, self.world_size = rank, world_size
+        if (rank, world_size) != (self.rank, self.world_size):
+            self.rank, self.world_size = rank, world_size
+            self._loaders.clear()
         return self
 
     def size(self, split: str) -> int:
@@ -87,15 +92,9 @@ class DataModule:
     def _indexed_batches(self, split: str, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         inputs, targets = getattr(self, split)
         if self.num_workers:
-            dataset = TensorDataset(inputs, targets)
-            loader = DataLoader(
-                dataset,
-                batch_size=self.batch_size,
-                sampler=self._sampler(dataset, split, epoch),
-                num_workers=self.num_workers,
-                pin_memory=torch.cuda.is_available(),
-                generator=torch.Generator().manual_seed(self.shuffle_seed + epoch),  # leaves the global RNG alone
-            )
+            loader = self._loader(split)
+            if isinstance(loader.sampler, DistributedSampler):
+                loader.sampler.set_epoch(epoch)
             yield from loader
             return
         order = self._order(split, epoch).to(targets.device)
@@ -104,18 +103,31 @@ class DataModule:
             yield inputs[index], targets[index]
 
     def _order(self, split: str, epoch: int) -> Tensor:
-        """This process's sample indices in batch order: the in-memory twin of _sampler."""
+        """This process's sample indices in batch order: the in-memory twin of _loader's samplers."""
         count = self.size(split)
         if split != "train":
             return torch.arange(self.rank, count, self.world_size)
         order = torch.randperm(count, generator=torch.Generator().manual_seed(self.shuffle_seed + epoch))
         return order[: count - count % self.world_size][self.rank :: self.world_size]
 
-    def _sampler(self, dataset: TensorDataset, split: str, epoch: int):
-        if split != "train":
-            return self._order(split, epoch).tolist()
-        sampler = DistributedSampler(
-            dataset, num_replicas=self.world_size, rank=self.rank, seed=self.shuffle_seed, drop_last=True
-        )
-        sampler.set_epoch(epoch)
-        return sampler
+    def _loader(self, split: str) -> DataLoader:
+        """The split's DataLoader, made once: its workers can then persist, and the train sampler's epoch is set."""
+        if split not in self._loaders:
+            dataset = TensorDataset(*getattr(self, split))
+            if split == "train":
+                sampler = DistributedSampler(
+                    dataset, num_replicas=self.world_size, rank=self.rank, seed=self.shuffle_seed, drop_last=True
+                )
+            else:
+                sampler = self._order(split, epoch=0).tolist()
+            self._loaders[split] = DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                sampler=sampler,
+                num_workers=self.num_workers,
+                pin_memory=torch.cuda.is_available(),
+                persistent_workers=self.persistent_workers,
+                prefetch_factor=self.prefetch_factor,
+                generator=torch.Generator().manual_seed(self.shuffle_seed),  # leaves the global RNG alone
+            )
+        return self._loaders[split]
