@@ -14,5 +14,7 @@ setup(data, device)                                # before training and before 
 state_dict() / load_state_dict(state)              # what else a resume needs (a replay buffer), in the checkpoint
 
 supervised.py: classification and regression (auxiliary classifiers' losses included); forecast.py: the next value
-of a time series, beside the naive forecast; language_model.py: the next character of a text.
+of a time series, beside the naive forecast; language_model.py: the next character of a text; autoencoder.py and
+vae.py: reconstruction (denoising, anomaly detection); gan.py: a generator against a discriminator (steps itself);
+dqn.py: deep Q-learning on a gymnasium environment (steps itself, with replay.py's buffer).
 """
