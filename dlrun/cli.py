@@ -14,9 +14,8 @@ import hydra
 from omegaconf import DictConfig
 
 from dlrun.config import CONFIG_DIR, register_schemas
-from dlrun.errors import ConfigError
+from dlrun.errors import EXIT_BAD_INPUT, ConfigError
 
-EXIT_BAD_INPUT = 2
 DEFAULT_ENVIRONMENT = "env=cartpole"  # what task=dqn plays unless env= says otherwise
 _job_started = False  # whether Hydra got as far as calling the job: an exit before that is a config error
 
@@ -61,12 +60,12 @@ def parse_overrides(args: list[str]) -> list:
         return []
 
 
-def check_group_overrides(args: list[str]) -> None:
+def check_group_overrides(parsed: list) -> None:
     """`model=0`, `model=true`: Hydra fails on anything but an option name there, with a traceback."""
     from hydra.core.override_parser.types import ChoiceSweep, Glob
 
     groups = {path.name for path in CONFIG_DIR.iterdir() if path.is_dir()}
-    for override in parse_overrides(args):
+    for override in parsed:
         value = override.value()
         if override.key_or_group not in groups or override.is_delete() or isinstance(value, Glob):
             continue
@@ -79,10 +78,9 @@ def check_group_overrides(args: list[str]) -> None:
             )
 
 
-def default_environment(args: list[str]) -> list[str]:
+def default_environment(parsed: list) -> list[str]:
     """`task=dqn` or `env.id=...` without `env=...` plays CartPole-v1: env=cartpole, whose keys env.* then change.
     (The environment brings task=dqn and dataset=environment: a task cannot choose the dataset, listed after it.)"""
-    parsed = parse_overrides(args)
     if any(override.key_or_group == "env" for override in parsed):
         return []
     wants_dqn = any(
@@ -115,12 +113,13 @@ def report(error: ConfigError) -> None:
 
 def main() -> None:
     register_schemas()
+    parsed = parse_overrides(sys.argv[1:])
     try:
-        check_group_overrides(sys.argv[1:])
+        check_group_overrides(parsed)
     except ConfigError as error:
         report(error)
         sys.exit(EXIT_BAD_INPUT)
-    sys.argv += default_environment(sys.argv[1:]) + quiet_rank_overrides(sys.argv[1:])
+    sys.argv += default_environment(parsed) + quiet_rank_overrides(sys.argv[1:])
     from dlrun.sweep import callback
 
     try:

@@ -49,8 +49,7 @@ def _destroy_process_group() -> None:
 
 def mean_across_ranks(values: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        values /= dist.get_world_size()
+        sum_across_ranks(values).div_(dist.get_world_size())
     return values
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlrun import inputs as raw_inputs
-from dlrun.errors import ConfigError
+from dlrun.errors import EXIT_BAD_INPUT, ConfigError
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "state_dict": "model.state_dict.pt"}
 DEFAULT_OPSET = 17
@@ -28,7 +28,6 @@ OPSETS = range(9, 21)  # what torch's TorchScript-based ONNX exporter writes (op
 DEFAULT_ATOL = 1e-4  # float32 outputs of the export and of PyTorch may differ by at most this
 DEFAULT_BATCH = 16
 INPUT_NAME = "input"
-EXIT_BAD_INPUT = 2
 EXIT_MISMATCH = 1
 
 

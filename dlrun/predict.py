@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 from dlrun import inputs as raw_inputs
-from dlrun.errors import ConfigError
+from dlrun.errors import EXIT_BAD_INPUT, ConfigError
 
-EXIT_BAD_INPUT = 2
 DEFAULT_OUTPUT = "predictions.csv"
 DEFAULT_SHOW = 10
 DEFAULT_BATCH = 256

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 from dlrun import inputs as raw_inputs
-from dlrun.errors import ConfigError
+from dlrun.errors import EXIT_BAD_INPUT, ConfigError
 
-EXIT_BAD_INPUT = 2
 DEFAULT_NUM = 64
 DEFAULT_NROW = 8
 DEFAULT_OUT = "samples.png"

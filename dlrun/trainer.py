@@ -339,9 +339,7 @@ class Trainer:
 
     def _shard(self, data: DataModule) -> DataModule:
         """Under torchrun each rank reads its own equal share of every split (DataModule.shard)."""
-        return (
-            data.shard(self.world.rank, self.world.size) if self.world.distributed and hasattr(data, "shard") else data
-        )
+        return data.shard(self.world.rank, self.world.size)
 
     def _num_batches(self, available: int) -> int:
         return available if self.limit_batches is None else min(available, self.limit_batches)

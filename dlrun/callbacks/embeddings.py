@@ -54,7 +54,7 @@ class Embeddings(Callback):
         with evaluating(network):
             for batch_inputs, batch_targets in trainer.task.eval_batches("test"):  # all of it, also under torchrun
                 batch_inputs = batch_inputs[: self.max_samples - count]
-                codes.append(network.encode(batch_inputs.to(trainer.device)).float().cpu())
+                codes.append(network.encode(batch_inputs).float().cpu())
                 inputs.append(batch_inputs.float().cpu())
                 targets.append(batch_targets[: len(batch_inputs)].cpu())
                 count += len(batch_inputs)

@@ -48,13 +48,12 @@ class TextSamples(Callback):
         if epoch % self.every_n_epochs and epoch != trainer.max_epochs:
             return
         vocabulary = trainer.data.class_names
-        network = getattr(trainer, "network", None)  # the task's model, unwrapped from DistributedDataParallel
-        model = network if network is not None else trainer.task.model
+        model = trainer.network  # the task's model, unwrapped from DistributedDataParallel
         prompt = self.prompt_tokens
         device = next(model.parameters()).device
         generator = torch.Generator().manual_seed(self.seed + epoch)
         drawn = sample(model, prompt.to(device), self.length, temperature=self.temperature, generator=generator)
-        text = "".join(vocabulary[i] for i in torch.cat([prompt.cpu(), drawn.cpu()]).tolist())
+        text = "".join(vocabulary[i] for i in torch.cat([prompt, drawn.cpu()]).tolist())
         self.samples.append(text)
         writer = tensorboard_writer(trainer)
         if writer is not None:

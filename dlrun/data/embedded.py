@@ -5,9 +5,9 @@ from collections.abc import Sequence
 import numpy as np
 import sklearn.datasets
 
+from dlrun.data.images import image_data_module
 from dlrun.data.module import DataModule
 from dlrun.data.splits import as_tensors, split_indices, standardize
-from dlrun.data.transforms import image_transforms, parse_size
 from dlrun.errors import ConfigError
 
 DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
@@ -42,35 +42,33 @@ def load(
     splits = [as_tensors(inputs[i], targets[i], classification=classification) for i in (train, val, test)]
     xs = [x.reshape(len(x), *in_shape) for x, _ in splits]
     ys = [y for _, y in splits]
-    input_mean = input_std = target_mean = target_std = None
-    if normalize:
-        # Images share one mean and std per channel; tabular features get one each.
-        dims = (0, 2, 3) if len(in_shape) == 3 else (0,)
-        xs, input_mean, input_std = standardize(*xs, dims=dims)
-        if not classification:
-            ys, target_mean, target_std = standardize(*ys, dims=(0,))
-    class_names = [str(c) for c in getattr(bunch, "target_names", [])] if classification else []
-    train_transform = eval_transform = None
-    if transforms and len(in_shape) != 3:
-        raise ConfigError(f"dataset.transforms: {name} holds no images; type dataset.transforms=null")
-    if len(in_shape) == 3:
-        train_transform, eval_transform = image_transforms(
-            transforms, in_shape=in_shape, mean=input_mean, std=input_std, max_value=PIXEL_MAX.get(name, 1.0)
+    target_mean = target_std = None
+    if normalize and not classification:
+        ys, target_mean, target_std = standardize(*ys, dims=(0,))
+    fields = {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "shuffle_seed": shuffle_seed,
+        "target_mean": target_mean,
+        "target_std": target_std,
+        "class_names": [str(c) for c in getattr(bunch, "target_names", [])] if classification else [],
+    }
+    if len(in_shape) == 3:  # digits: one mean and std per channel, and the image transforms
+        return image_data_module(
+            xs,
+            ys,
+            in_shape=in_shape,
+            normalize=normalize,
+            transforms=transforms,
+            max_value=PIXEL_MAX.get(name, 1.0),
+            **fields,
         )
-    return DataModule(
-        *zip(xs, ys, strict=True),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle_seed=shuffle_seed,
-        input_mean=input_mean,
-        input_std=input_std,
-        target_mean=target_mean,
-        target_std=target_std,
-        class_names=class_names,
-        train_transform=train_transform,
-        eval_transform=eval_transform,
-        resize=parse_size((transforms or {}).get("resize")),
-    )
+    if transforms:
+        raise ConfigError(f"dataset.transforms: {name} holds no images; type dataset.transforms=null")
+    input_mean = input_std = None
+    if normalize:  # tabular features: one mean and std each
+        xs, input_mean, input_std = standardize(*xs, dims=(0,))
+    return DataModule(*zip(xs, ys, strict=True), input_mean=input_mean, input_std=input_std, **fields)
 
 
 def _check_matches(

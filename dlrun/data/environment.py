@@ -74,6 +74,9 @@ class EnvironmentData:
     def to(self, device: torch.device) -> "EnvironmentData":
         return self  # the environment runs on the CPU; the task moves observations to the device
 
+    def shard(self, rank: int, world_size: int) -> "EnvironmentData":
+        return self  # one process plays (task=dqn refuses torchrun)
+
     def preprocessing(self) -> dict:
         """Kept in checkpoints: the actions' names and the environment; observations are used as they come."""
         return {

@@ -77,27 +77,35 @@ class DataModule:
 
     def num_batches(self, split: str) -> int:
         """This process's batches of the split."""
-        return math.ceil(len(self._order(split, epoch=0)) / self.batch_size)
+        return math.ceil(self._share(split) / self.batch_size)
 
-    def batches(self, split: str, epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """The batches of a split: shuffled by epoch for train, in order for val and test."""
-        transform = self.train_transform if split == "train" else self.eval_transform
-        batches = self._indexed_batches(split, epoch)
+    def _share(self, split: str) -> int:
+        """This process's samples of the split (see shard), counted without drawing the order."""
+        count = self.size(split)
+        if split == "train":
+            return count // self.world_size
+        return len(range(self.rank, count, self.world_size))
+
+    def batches(self, split: str, epoch: int = 0, *, whole: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of a split: shuffled by epoch for train, in order for val and test; this process's share of
+        them. whole=True: every sample of the split in order on every process, as evaluation sees it."""
+        transform = self.train_transform if split == "train" and not whole else self.eval_transform
+        batches = self._indexed_batches(split, epoch, whole)
         if transform is None:
             yield from batches
             return
         for inputs, targets in batches:
             yield transform(inputs), targets
 
-    def _indexed_batches(self, split: str, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def _indexed_batches(self, split: str, epoch: int, whole: bool) -> Iterator[tuple[Tensor, Tensor]]:
         inputs, targets = getattr(self, split)
-        if self.num_workers:
+        if self.num_workers and not whole:
             loader = self._loader(split)
             if isinstance(loader.sampler, DistributedSampler):
                 loader.sampler.set_epoch(epoch)
             yield from loader
             return
-        order = self._order(split, epoch).to(targets.device)
+        order = (torch.arange(len(targets)) if whole else self._order(split, epoch)).to(targets.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield inputs[index], targets[index]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlrun.errors import ConfigError
+from dlrun.errors import EXIT_BAD_INPUT, ConfigError
 from dlrun.sweep import resources, trials
 from dlrun.sweep.record import (
     COMPLETED,
@@ -35,7 +35,7 @@ from dlrun.sweep.record import (
 
 log = logging.getLogger(__name__)
 
-EXIT_BAD_INPUT, EXIT_BUG = 2, 1
+EXIT_BUG = 1  # a bug in the code: its traceback is kept
 
 Train = Callable[[DictConfig, Path], float | None]
 

@@ -74,6 +74,7 @@ class ReconstructionTask:
         self.anomaly_index: int | None = anomaly_class if isinstance(anomaly_class, int) else None
         self.data: DataModule | None = None
         self.device = torch.device("cpu")
+        self.test_threshold: float | None = None  # the threshold the test metrics used (anomaly_scores.csv reuses it)
 
     @property
     def network(self) -> nn.Module:
@@ -138,13 +139,9 @@ class ReconstructionTask:
         return float(np.percentile(errors.numpy(), self.anomaly_percentile))
 
     def eval_batches(self, split: str) -> Iterator[tuple[Tensor, Tensor]]:
-        """A whole split in order, as the model sees it in evaluation (resized), on the training device."""
-        inputs, targets = getattr(self.data, split)
-        for start in range(0, len(targets), self.data.batch_size):
-            batch = inputs[start : start + self.data.batch_size].to(self.device)
-            if self.data.eval_transform is not None:
-                batch = self.data.eval_transform(batch)
-            yield batch, targets[start : start + self.data.batch_size]
+        """A whole split in order (every sample, also under torchrun), as evaluation sees it, on the device."""
+        for inputs, targets in self.data.batches(split, whole=True):
+            yield inputs.to(self.device), targets
 
     # -- metrics ------------------------------------------------------------------------------------------
 
@@ -154,7 +151,7 @@ class ReconstructionTask:
         if self.anomaly_index is None or not (targets == self.anomaly_index).any():
             return {}
         is_anomaly = (targets == self.anomaly_index).numpy()
-        threshold = self.anomaly_threshold()
+        threshold = self.test_threshold = self.anomaly_threshold()
         auroc = float(roc_auc_score(is_anomaly, errors.numpy())) if not is_anomaly.all() else float("nan")
         return {
             "anomaly_auroc": auroc,

@@ -206,11 +206,11 @@ class DQNTask:
     @torch.no_grad()
     def _update_target(self) -> None:
         """target <- tau * Q + (1 - tau) * target; tau = 1 copies the Q-network (a hard update)."""
-        for target, online in zip(self.target_model.parameters(), self.model.parameters(), strict=True):
-            if self.tau == 1.0:
-                target.copy_(online)
-            else:
-                target.lerp_(online, self.tau)
+        targets, onlines = list(self.target_model.parameters()), list(self.model.parameters())
+        if self.tau == 1.0:
+            torch._foreach_copy_(targets, onlines)
+        else:
+            torch._foreach_lerp_(targets, onlines, self.tau)  # one call for all tensors: it runs every step
         for target, online in zip(self.target_model.buffers(), self.model.buffers(), strict=True):
             target.copy_(online)
 
