@@ -161,16 +161,17 @@ class Trainer:
     def evaluate(self, task, data: DataModule, split: str) -> dict[str, float]:
         """The task's metrics over a whole split, named split/name."""
         task.model.eval()
-        totals, outputs, targets = torch.zeros(2, device=self.device), [], []  # loss sum, samples
+        loss_sums, outputs, targets = [], [], []  # per batch: loss times batch size, outputs, targets
         for batch in self._limited(data.batches(split), data.num_batches(split)):
             with self._autocast():
                 step = task.evaluation_step(self._to_device(batch))
-            size = len(step["target"])
             if "loss" in step:  # tasks without a loss of their own (greedy episodes) leave it out
-                totals[0] += step["loss"].float() * size
-            totals[1] += size
+                loss_sums.append(step["loss"].float() * len(step["target"]))
             outputs.append(step["output"].float())
             targets.append(step["target"])
+        loss_sum = torch.stack(loss_sums).sum() if loss_sums else torch.zeros((), device=self.device)
+        samples = torch.tensor(float(sum(len(target) for target in targets)), device=self.device)
+        totals = torch.stack([loss_sum, samples])
         # Under torchrun each rank evaluated its shard: the sums add up, the samples are gathered back in order.
         loss_sum, count = distributed.sum_across_ranks(totals).tolist()
         output, target = (distributed.gather_shards(torch.cat(parts), int(count)) for parts in (outputs, targets))
@@ -261,9 +262,10 @@ class Trainer:
 
     def _check_finite(self, totals: dict[str, Tensor], checked_step: int) -> int:
         """Read once per log interval: a NaN or infinite value makes its epoch sum so from that step on."""
-        if not totals or bool(torch.isfinite(torch.stack(list(totals.values()))).all()):
+        values = torch.stack(list(totals.values())).tolist() if totals else []  # one read of all the sums
+        name = next((name for name, value in zip(totals, values, strict=True) if not math.isfinite(value)), None)
+        if name is None:
             return self.state.step
-        name = next(name for name, total in totals.items() if not torch.isfinite(total))
         step = self.state.step
         steps = f"step {step}" if checked_step + 1 >= step else f"one of steps {checked_step + 1}-{step}"
         skip = (

@@ -1,17 +1,31 @@
-"""The terminal view of training: a progress bar per epoch with the live loss, then a line of metrics."""
+"""The terminal view of training: a progress bar per epoch with the live loss, then a line of metrics.
+
+The bar is drawn between batches on the training thread, at most `refresh_per_second` times a second: no refresh
+thread competes with training for the interpreter. It appears once an epoch has run `delay` seconds; a shorter epoch
+would only flicker it, and prints its line of metrics alone.
+"""
+
+import math
+import time
+from datetime import timedelta
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 from rich.progress import Progress as Bar
 
 from dlrun.callbacks.base import Callback
 
 
 class Progress(Callback):
-    def __init__(self, *, quiet: bool = False):
+    def __init__(self, *, quiet: bool = False, delay: float = 0.5, refresh_per_second: float = 4.0):
         self.console = Console(quiet=quiet)
-        self.bar: Bar | None = None  # one live display for the whole fit, one bar in it per epoch
-        self.epoch_bar = None
+        self.delay = delay
+        self.redraw_interval = 1 / refresh_per_second
+        self.bar: Bar | None = None  # one live display for the whole fit, one bar in it per epoch once shown
+        self.epoch_bar: TaskID | None = None
+        self.description, self.loss = "", ""
+        self.done = self.total = 0  # the epoch's batches: done so far, in all
+        self.epoch_started, self.drawn_at = 0.0, -math.inf  # time.monotonic() values
 
     def on_fit_start(self, trainer) -> None:
         self.bar = Bar(
@@ -19,26 +33,41 @@ class Progress(Callback):
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[loss]}"),  # empty until a loss is logged (a GAN's steps report none)
-            TimeElapsedColumn(),
+            TextColumn("{task.fields[elapsed]}"),
             console=self.console,
             transient=True,
+            auto_refresh=False,
         )
-        self.bar.start()
 
     def on_train_epoch_start(self, trainer, num_batches: int) -> None:
-        description = f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}"
-        self.epoch_bar = self.bar.add_task(description, total=num_batches, loss="")
+        self.description = f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}"
+        self.done, self.total, self.loss = 0, num_batches, ""
+        self.epoch_started = time.monotonic()
 
     def on_train_batch_end(self, trainer) -> None:
-        self.bar.advance(self.epoch_bar)
+        self.done += 1
+        now = time.monotonic()
+        if now - self.drawn_at >= self.redraw_interval and now - self.epoch_started >= self.delay:
+            self._draw(now)
 
     def on_log(self, trainer, metrics: dict[str, float]) -> None:
-        self.bar.update(self.epoch_bar, loss=f"loss {metrics['train/loss']:.4f}")
+        self.loss = f"loss {metrics['train/loss']:.4f}"
 
     def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
-        self.bar.remove_task(self.epoch_bar)
+        if self.epoch_bar is not None:
+            self.bar.remove_task(self.epoch_bar)
+            self.epoch_bar = None
         shown = "  ".join(f"{name} [bold]{value:.4g}[/]" for name, value in metrics.items())
-        self.bar.console.print(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}  {shown}")
+        self.console.print(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}  {shown}")
 
     def on_fit_end(self, trainer) -> None:
         self.bar.stop()
+
+    def _draw(self, now: float) -> None:
+        fields = {"loss": self.loss, "elapsed": str(timedelta(seconds=int(now - self.epoch_started)))}
+        if self.epoch_bar is None:
+            self.bar.start()  # a no-op once the display is live
+            self.epoch_bar = self.bar.add_task(self.description, total=self.total, completed=self.done, **fields)
+        else:
+            self.bar.update(self.epoch_bar, completed=self.done, refresh=True, **fields)
+        self.drawn_at = now

@@ -105,10 +105,14 @@ class DataModule:
                 loader.sampler.set_epoch(epoch)
             yield from loader
             return
-        order = (torch.arange(len(targets)) if whole else self._order(split, epoch)).to(targets.device)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            yield inputs[index], targets[index]
+        if split == "train" and not whole:  # a seeded permutation; each batch gathered by one index_select
+            for index in self._order(split, epoch).to(targets.device).split(self.batch_size):
+                yield inputs.index_select(0, index), targets.index_select(0, index)
+            return
+        if not whole:  # this process's share of val or test, the samples _order lists
+            inputs, targets = inputs[self.rank :: self.world_size], targets[self.rank :: self.world_size]
+        for start in range(0, len(targets), self.batch_size):  # in order: views of the split, nothing copied
+            yield inputs[start : start + self.batch_size], targets[start : start + self.batch_size]
 
     def _order(self, split: str, epoch: int) -> Tensor:
         """This process's sample indices in batch order: the in-memory twin of _loader's samplers."""

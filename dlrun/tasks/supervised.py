@@ -57,7 +57,7 @@ class SupervisedTask:
             loss = loss + self.aux_loss_weight * self._loss(aux_output, targets)
         step = {"loss": loss}
         if self.problem != "regression":
-            step["acc"] = (self._predicted_class(output.detach()) == targets).float().mean()
+            step["acc"] = self._predicted_class(output).eq(targets).float().mean()  # argmax carries no gradient
         return step
 
     def evaluation_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
