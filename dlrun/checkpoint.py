@@ -23,6 +23,17 @@ def serialize(state: dict) -> bytes:
     return buffer.getvalue()
 
 
+def snapshot(state):
+    """A copy of a state on the CPU that later training does not change: tensors copied, containers rebuilt."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {key: snapshot(value) for key, value in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(snapshot(value) for value in state)
+    return state
+
+
 class BackgroundWriter:
     """Writes bytes to files atomically on one background thread, in order: training goes on while the disk syncs.
 

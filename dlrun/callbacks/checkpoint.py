@@ -1,22 +1,37 @@
 """checkpoints/last.pt after every epoch, checkpoints/best.pt when the monitored metric improves.
 
 The state is serialised at the end of the epoch and written (fsync, rename) on a background thread while the next
-epoch trains; training ends, or a signal stops it, only once the files are on disk.
+epoch trains; training ends, or a signal stops it, only once the files are on disk. Epochs shorter than
+save_interval_s are saved together: their newest state (and the best one, when it is newer than best.pt) is kept
+as an in-memory copy until the interval has passed, training ends, it diverges or a signal stops it.
 """
 
+import math
+import time
 from pathlib import Path
 
 from dlrun.callbacks.base import Callback, is_improvement
-from dlrun.checkpoint import BackgroundWriter, save, serialize
+from dlrun.checkpoint import BackgroundWriter, save, serialize, snapshot
 
 
 class Checkpoint(Callback):
-    def __init__(self, *, run_dir: str | Path, config: dict, monitor: str = "val/loss", mode: str = "min"):
+    def __init__(
+        self,
+        *,
+        run_dir: str | Path,
+        config: dict,
+        monitor: str = "val/loss",
+        mode: str = "min",
+        save_interval_s: float = 0.0,
+    ):
         self.directory = Path(run_dir) / "checkpoints"
         self.config = config  # the resolved run config, stored in every checkpoint
         self.monitor, self.mode = monitor, mode
+        self.save_interval_s = save_interval_s
         self.best: float | None = None
         self.writer = BackgroundWriter()
+        self.unsaved: dict[Path, dict] = {}  # a state each file is still to get
+        self.saved_at = -math.inf  # time.monotonic() of the last save
 
     @property
     def last_path(self) -> Path:
@@ -31,15 +46,31 @@ class Checkpoint(Callback):
         improved = value is not None and is_improvement(value, self.best, self.mode)
         if improved:
             self.best = value
-        contents = serialize(trainer.state_dict() | {"config": self.config})
-        self.writer.write(contents, self.last_path, *([self.best_path] if improved else []))
+        state = trainer.state_dict() | {"config": self.config}
+        due = time.monotonic() - self.saved_at >= self.save_interval_s
+        kept = state if due else snapshot(state)  # a copy when kept: the next epochs change the tensors
+        self.unsaved |= dict.fromkeys([self.last_path, *([self.best_path] if improved else [])], kept)
+        if due:
+            self._save_unsaved()
 
     def on_interrupt(self, trainer) -> None:
+        self.unsaved.pop(self.last_path, None)  # the interrupted step's state replaces it
+        self._save_unsaved()
         self.writer.wait()
         save(trainer.state_dict() | {"config": self.config}, self.last_path)  # resumes at the very next batch
 
     def on_fit_end(self, trainer) -> None:
+        self._save_unsaved()  # after a divergence too: the last good epoch's state
         self.writer.wait()
+
+    def _save_unsaved(self) -> None:
+        by_state: dict[int, list[Path]] = {}  # a state shared by last.pt and best.pt is serialised once
+        for path, state in self.unsaved.items():
+            by_state.setdefault(id(state), []).append(path)
+        for paths in by_state.values():
+            self.writer.write(serialize(self.unsaved[paths[0]]), *paths)
+        self.unsaved = {}
+        self.saved_at = time.monotonic()
 
     def state_dict(self) -> dict:
         return {"best": self.best}

@@ -36,8 +36,11 @@ class TensorBoard(Callback):
         self.writer.close()
 
     def _scalars(self, metrics: dict[str, float], step: int) -> None:
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, step)
+        """All of a step's scalars as one event: one record to encode and checksum rather than one per metric."""
+        from tensorboard.compat.proto.summary_pb2 import Summary  # loaded with SummaryWriter, after start-up
+
+        values = [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in metrics.items()]
+        self.writer.file_writer.add_summary(Summary(value=values), step)
 
 
 def tensorboard_writer(trainer):

@@ -1,0 +1,72 @@
+"""The checkpoint callback's saving schedule in real fits: every epoch, or epochs saved together within
+save_interval_s, with the best epoch's state kept in memory until it is written."""
+
+import torch
+
+from dlrun import build
+from dlrun.callbacks.base import Callback
+from dlrun.callbacks.checkpoint import Checkpoint
+from dlrun.run import seed_everything
+from dlrun.trainer import Trainer
+
+from conftest import compose_config
+
+EPOCHS = 6
+# Plain SGD this fast makes the validation loss go up and down: its best epoch is neither the first nor the last.
+JUMPY = ["optimizer=sgd", "optimizer.lr=0.5"]
+
+
+class DiskProbe(Callback):
+    """After each epoch, once the checkpoint's writes are done: the epoch last.pt holds, the metric and weights."""
+
+    def __init__(self, checkpoint: Checkpoint):
+        self.checkpoint = checkpoint
+        self.epochs_on_disk, self.val_losses, self.weights = [], [], []
+
+    def on_epoch_end(self, trainer) -> None:
+        self.checkpoint.writer.wait()
+        path = self.checkpoint.last_path
+        self.epochs_on_disk.append(torch.load(path, weights_only=True)["epoch"] if path.exists() else None)
+        self.val_losses.append(trainer.state.metrics["val/loss"])
+        self.weights.append({name: tensor.clone() for name, tensor in trainer.network.state_dict().items()})
+
+
+def fit(run_dir, save_interval_s: float) -> tuple[Checkpoint, DiskProbe]:
+    cfg = compose_config(*JUMPY)
+    seed_everything(cfg.seed)
+    data = build.data(cfg)
+    task = build.task(cfg, build.model(cfg), data)
+    checkpoint = Checkpoint(run_dir=run_dir, config={}, save_interval_s=save_interval_s)
+    probe = DiskProbe(checkpoint)
+    trainer = Trainer(max_epochs=EPOCHS, limit_batches=4, device="cpu", callbacks=[checkpoint, probe])
+    trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
+    return checkpoint, probe
+
+
+def load(path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def test_interval_zero_saves_every_epoch(run_dir):
+    checkpoint, probe = fit(run_dir, save_interval_s=0)
+    assert probe.epochs_on_disk == list(range(1, EPOCHS + 1))
+
+
+def test_epochs_within_the_interval_are_saved_together_at_the_end(run_dir):
+    checkpoint, probe = fit(run_dir, save_interval_s=3600)
+    assert probe.epochs_on_disk == [1] * EPOCHS  # the first epoch is saved at once, the others wait
+    assert load(checkpoint.last_path)["epoch"] == EPOCHS  # training's end saved the newest state
+
+
+def test_the_best_epoch_kept_in_memory_is_the_one_best_pt_gets(run_dir):
+    checkpoint, probe = fit(run_dir, save_interval_s=3600)
+    best_epoch = min(range(EPOCHS), key=probe.val_losses.__getitem__)
+    assert 0 < best_epoch < EPOCHS - 1, probe.val_losses  # a middle epoch: kept in memory, then written
+    best = load(checkpoint.best_path)
+    assert best["epoch"] == best_epoch + 1
+    assert best["callbacks"]["Checkpoint"]["best"] == probe.val_losses[best_epoch]
+    for name, tensor in probe.weights[best_epoch].items():
+        assert torch.equal(best["model"][name], tensor), name
+    last = load(checkpoint.last_path)
+    for name, tensor in probe.weights[-1].items():
+        assert torch.equal(last["model"][name], tensor), name
