@@ -29,6 +29,8 @@ def snapshot(state):
         return state.detach().to("cpu", copy=True)
     if isinstance(state, dict):
         return {key: snapshot(value) for key, value in state.items()}
+    if isinstance(state, tuple) and all(type(value) is int for value in state):
+        return state  # immutable as it is (Python's RNG state: 625 ints)
     if isinstance(state, list | tuple):
         return type(state)(snapshot(value) for value in state)
     return state
