@@ -60,6 +60,7 @@ def model(cfg: DictConfig):
 
 
 def task(cfg: DictConfig, network, datamodule):
+    """The config's task for the network, with the splits it trains on prepared (Task.prepare_data)."""
     criterion = instantiate(cfg.loss.criterion, "loss.criterion")
     make_task = instantiate(cfg.task, "task")
     built = make_task(
@@ -73,6 +74,7 @@ def task(cfg: DictConfig, network, datamodule):
         target_std=datamodule.target_std,
     )
     _check_monitors(cfg, built.metric_names())
+    built.prepare_data(datamodule)
     return built
 
 

@@ -23,6 +23,7 @@ from dlrun.distributed import World
 from dlrun.errors import ConfigError
 from dlrun.schedulers import ScheduledLR
 from dlrun.signals import StopRequests
+from dlrun.tasks.base import Task
 
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 FAST_DEV_RUN_BATCHES = 2
@@ -98,7 +99,7 @@ class Trainer:
         self.callbacks = [c for c in callbacks if self.world.is_main or c.on_every_rank]
         self.state = State()
         self._stop_requests = StopRequests()  # entered during fit: a SIGINT/SIGTERM ends it after the current step
-        self.task = None
+        self.task: Task | None = None
         self.network: torch.nn.Module | None = None  # the task's model, unwrapped from DistributedDataParallel
         self.data: DataModule | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -112,7 +113,7 @@ class Trainer:
 
     def fit(
         self,
-        task,
+        task: Task,
         data: DataModule,
         optimizers: dict[str, torch.optim.Optimizer],
         schedulers: Iterable[ScheduledLR] = (),
@@ -122,10 +123,9 @@ class Trainer:
         self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
         self.network = task.model.to(self.device, memory_format=self.memory_format)
         self._shard(data).to(self.device)
-        if getattr(task, "manual_optimization", False):
+        if task.manual_optimization:
             self._check_manual_settings()
-        if hasattr(task, "setup"):
-            task.setup(data, self.device)
+        task.setup(data, self.device)
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
         if self.world.distributed:
@@ -147,7 +147,7 @@ class Trainer:
             self._emit("on_fit_end")
         return self.state
 
-    def test(self, task, data: DataModule, weights: dict[str, Tensor] | None = None) -> dict[str, float]:
+    def test(self, task: Task, data: DataModule, weights: dict[str, Tensor] | None = None) -> dict[str, float]:
         """Evaluate the given weights (the best checkpoint's, say) on the val and test splits."""
         if weights is not None:
             task.model.load_state_dict(weights)
@@ -158,7 +158,7 @@ class Trainer:
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, task, data: DataModule, split: str) -> dict[str, float]:
+    def evaluate(self, task: Task, data: DataModule, split: str) -> dict[str, float]:
         """The task's metrics over a whole split, named split/name."""
         task.model.eval()
         loss_sums, outputs, targets = [], [], []  # per batch: loss times batch size, outputs, targets
@@ -182,7 +182,7 @@ class Trainer:
     def optimizer_steps_per_epoch(self, data: DataModule) -> int:
         return math.ceil(self._num_batches(self._shard(data).num_batches("train")) / self.accumulate_grad_batches)
 
-    def _run_epoch(self, task, data: DataModule) -> None:
+    def _run_epoch(self, task: Task, data: DataModule) -> None:
         epoch = self.state.epoch
         metrics = self._train_epoch(task, data, epoch)
         if self.state.interrupted_by is not None:
@@ -196,9 +196,9 @@ class Trainer:
         self.state.epoch += 1
         self._emit("on_epoch_end")
 
-    def _train_epoch(self, task, data: DataModule, epoch: int) -> dict[str, float]:
+    def _train_epoch(self, task: Task, data: DataModule, epoch: int) -> dict[str, float]:
         task.model.train()
-        manual = getattr(task, "manual_optimization", False)
+        manual = task.manual_optimization
         num_batches = self._num_batches(data.num_batches("train"))  # this rank's share
         self._emit("on_train_epoch_start", num_batches)
         totals: dict[str, Tensor] = {}  # per-batch metrics summed on the device: no host sync per step
@@ -268,11 +268,7 @@ class Trainer:
             return self.state.step
         step = self.state.step
         steps = f"step {step}" if checked_step + 1 >= step else f"one of steps {checked_step + 1}-{step}"
-        skip = (
-            ""
-            if getattr(self.task, "manual_optimization", False)
-            else ", or trainer.nonfinite_loss=skip to skip such batches"
-        )
+        skip = "" if self.task.manual_optimization else ", or trainer.nonfinite_loss=skip to skip such batches"
         raise NonFiniteLoss(
             f"train/{name} became NaN or infinite at {steps} (epoch {self.state.epoch + 1}); training stopped and the "
             f"last good checkpoint is kept. Try a lower optimizer.lr, trainer.gradient_clip_val=1.0, "
@@ -378,7 +374,7 @@ class Trainer:
             "schedulers": [scheduled.scheduler.state_dict() for scheduled in self.schedulers],
             "scaler": self.scaler.state_dict(),
             "preprocessing": self.data.preprocessing(),
-            "task": self.task.state_dict() if hasattr(self.task, "state_dict") else {},  # a replay buffer, say
+            "task": self.task.state_dict(),  # a replay buffer, say
             "callbacks": {type(callback).__name__: callback.state_dict() for callback in self.callbacks},
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -400,8 +396,7 @@ class Trainer:
             scheduled.scheduler.load_state_dict(state)
         if checkpoint["scaler"]:
             self.scaler.load_state_dict(checkpoint["scaler"])
-        if hasattr(self.task, "load_state_dict"):
-            self.task.load_state_dict(checkpoint.get("task", {}))
+        self.task.load_state_dict(checkpoint.get("task", {}))
         for callback in self.callbacks:
             callback.load_state_dict(checkpoint["callbacks"].get(type(callback).__name__, {}))
         rng = checkpoint["rng"]

@@ -13,6 +13,7 @@ from dlrun import build
 from dlrun.cli import train
 from dlrun.errors import ConfigError
 from dlrun.models.autoencoder import autoencoder, vae
+from dlrun.trainer import Trainer
 
 from conftest import compose_config, only_run_dir, run_cli
 
@@ -60,6 +61,18 @@ def test_denoising_trains_on_noisy_inputs_against_the_clean_ones():
     torch.manual_seed(0)
     noisy = inputs + 0.3 * torch.randn_like(inputs)
     assert loss.item() == pytest.approx(torch.nn.functional.mse_loss(task.model(noisy), inputs).item())
+
+
+def test_the_schedule_is_sized_without_the_anomaly_class():
+    cfg = compose_config("task=autoencoder", "task.anomaly_class=7", "scheduler=onecycle", "trainer.max_epochs=3")
+    data = build.data(cfg)
+    train_targets = data.train[1].clone()
+    task = build.task(cfg, build.model(cfg), data)
+    kept = int((train_targets != 7).sum())
+    assert len(data.train[1]) == kept < len(train_targets) and not (data.val[1] == 7).any()
+    optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
+    (scheduled,) = build.schedulers(cfg, optimizers, Trainer(device="cpu").optimizer_steps_per_epoch(data))
+    assert scheduled.scheduler.total_steps == 3 * -(-kept // cfg.dataset.batch_size)
 
 
 def _run(*args, cwd):

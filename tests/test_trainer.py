@@ -7,6 +7,7 @@ import torch
 
 from dlrun import build
 from dlrun.run import run
+from dlrun.tasks.base import Task
 
 from conftest import compose_config
 
@@ -147,7 +148,7 @@ def test_channels_last_and_compile_train(run_dir):
     assert not any(name.startswith("_orig_mod") for name in last_checkpoint(run_dir)["model"])  # plain keys
 
 
-class DivergingManualTask:
+class DivergingManualTask(Task):
     """Steps its own optimizer (like a GAN or DQN); its one reported metric turns NaN at the third step."""
 
     manual_optimization = True
@@ -164,6 +165,16 @@ class DivergingManualTask:
         loss = self.model(inputs).pow(2).mean()
         optimize(loss, "model")
         return {"d_loss": loss.detach() * (float("nan") if self.calls == 3 else 1.0)}
+
+    def evaluation_step(self, batch):
+        inputs, targets = batch
+        return {"output": self.model(inputs), "target": targets}
+
+    def metric_names(self):
+        return []
+
+    def compute_metrics(self, outputs, targets):
+        return {}
 
 
 def test_a_task_stepping_itself_is_stopped_by_any_nonfinite_metric_and_cannot_skip(tmp_path):

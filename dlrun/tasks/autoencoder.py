@@ -25,11 +25,12 @@ from dlrun.errors import ConfigError
 from dlrun.losses import with_weight_penalty
 from dlrun.models.autoencoder import Autoencoder
 from dlrun.models.layers import evaluating
+from dlrun.tasks.base import Task
 
 NOISE_SEED = 0  # seeds the noise of the denoising inputs shown in TensorBoard: the same draw every epoch
 
 
-class ReconstructionTask:
+class ReconstructionTask(Task):
     """Checks, data handling, reconstruction errors, anomaly metrics and image grids of the reconstructing tasks."""
 
     model_class: type[nn.Module] = Autoencoder  # what `model` must be
@@ -84,15 +85,13 @@ class ReconstructionTask:
     def configure_optimizers(self, build_optimizer) -> dict[str, torch.optim.Optimizer]:
         return {"model": build_optimizer(params=[p for p in self.model.parameters() if p.requires_grad])}
 
-    def setup(self, data: DataModule, device: torch.device) -> None:
-        """Keep the data (for grids, thresholds and the PCA baseline); leave the anomaly class out of training and
-        validation."""
+    def prepare_data(self, data: DataModule) -> None:
+        """Leave the anomaly class out of training and validation."""
         if not data.train[0].is_floating_point():
             raise ConfigError(
                 f"dataset: task={self.name} reconstructs real-valued inputs, and this dataset gives tokens; "
                 "type an image or tabular dataset, e.g. dataset=digits"
             )
-        self.data, self.device = data, device
         if self.anomaly_class is None:
             return
         self.anomaly_index = _class_index(self.anomaly_class, data.class_names)
@@ -105,6 +104,10 @@ class ReconstructionTask:
                     "type another class, or task.anomaly_class=null"
                 )
             setattr(data, split, (inputs[kept], targets[kept]))
+
+    def setup(self, data: DataModule, device: torch.device) -> None:
+        """Keep the data: for grids, thresholds and the PCA baseline."""
+        self.data, self.device = data, device
 
     # -- reconstruction errors --------------------------------------------------------------------------
 

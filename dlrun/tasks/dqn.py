@@ -21,12 +21,13 @@ from torch import Tensor, nn
 from dlrun.data.environment import EnvironmentData
 from dlrun.distributed import World
 from dlrun.errors import ConfigError
+from dlrun.tasks.base import Task
 from dlrun.tasks.replay import ReplayBuffer
 
 MAX_GREEDY_STEPS = 100_000  # a greedy episode ends here when the environment sets no time limit of its own
 
 
-class DQNTask:
+class DQNTask(Task):
     manual_optimization = True  # training_step steps the environment and updates when it is time
 
     def __init__(

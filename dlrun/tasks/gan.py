@@ -27,13 +27,14 @@ from torch import Tensor, nn
 
 from dlrun.distributed import World
 from dlrun.errors import ConfigError
+from dlrun.tasks.base import Task
 
 REAL, FAKE = 1.0, 0.0
 CLASSIFIER_SAMPLES = 5000  # training inputs the scoring classifier fits at most (MNIST: a few seconds)
 CLASSIFIER_ITERATIONS = 500
 
 
-class GANTask:
+class GANTask(Task):
     manual_optimization = True
 
     def __init__(

@@ -13,9 +13,10 @@ from torch import Tensor, nn
 from dlrun.errors import ConfigError
 from dlrun.losses import with_weight_penalty
 from dlrun.models.layers import evaluating
+from dlrun.tasks.base import Task
 
 
-class LanguageModelTask:
+class LanguageModelTask(Task):
     def __init__(
         self,
         *,

@@ -11,11 +11,12 @@ from sklearn import metrics as skm
 from torch import Tensor, nn
 
 from dlrun.losses import with_weight_penalty
+from dlrun.tasks.base import Task
 
 PROBLEMS = ("classification", "binary", "regression")
 
 
-class SupervisedTask:
+class SupervisedTask(Task):
     """Inputs to outputs under one criterion; the metrics follow the problem.
 
     classification: accuracy, top-5 accuracy (more than 5 classes), AUROC (2 classes);
