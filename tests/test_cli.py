@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from test_sweep_helpers import HELPERS_ENV
 
 from conftest import REPO, only_run_dir, run_cli
 
@@ -55,6 +56,16 @@ def test_two_runs_started_together_get_two_run_dirs(tmp_path):
         results = list(pool.map(lambda _: run_cli(*QUICK, "quiet=true", cwd=tmp_path), range(2)))
     assert [r.returncode for r in results] == [0, 0]
     assert len(list((tmp_path / "outputs").glob("*/*/metrics.json"))) == 2
+
+
+def test_work_left_for_the_end_of_the_process_is_done_before_it_exits(tmp_path):
+    # dlrun ends without the interpreter's teardown of its modules, but only after what the interpreter would do
+    # first: wait for the threads still running and run the atexit handlers.
+    marker = ["+callbacks.late._target_=test_sweep_helpers.WorkLeftAtExit", f"+callbacks.late.directory={tmp_path}"]
+    result = run_cli(*QUICK, *marker, "quiet=true", cwd=tmp_path, env=HELPERS_ENV)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "thread.txt").read_text() == "written by a thread after training\n"
+    assert (tmp_path / "atexit.txt").read_text() == "written at exit\n"
 
 
 def test_help_lists_the_groups_without_importing_torch():

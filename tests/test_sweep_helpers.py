@@ -53,3 +53,22 @@ class InterruptOnce(Callback):
 def broken_model(**options):
     """A model builder with a bug: model._target_=test_sweep_helpers.broken_model."""
     raise RuntimeError("a bug in this job's model, on purpose")
+
+
+class WorkLeftAtExit(Callback):
+    """Leaves work for the end of the process, as libraries do: a thread still writing and an atexit handler."""
+
+    def __init__(self, *, directory: str):
+        self.directory = Path(directory)
+
+    def on_fit_end(self, trainer) -> None:
+        import atexit
+        import threading
+        import time
+
+        def write_late() -> None:
+            time.sleep(0.5)
+            (self.directory / "thread.txt").write_text("written by a thread after training\n")
+
+        threading.Thread(target=write_late).start()
+        atexit.register((self.directory / "atexit.txt").write_text, "written at exit\n")
