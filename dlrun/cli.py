@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dlrun.config import CONFIG_DIR, register_schemas
-from dlrun.errors import EXIT_BAD_INPUT, ConfigError
+from dlrun.errors import EXIT_BAD_INPUT, ConfigError, exit_on_bad_input
 
 DEFAULT_ENVIRONMENT = "env=cartpole"  # what task=dqn plays unless env= says otherwise
 _job_started = False  # whether Hydra got as far as calling the job: an exit before that is a config error
@@ -33,12 +33,9 @@ def _job(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         from dlrun.sweep.job import run_job
 
-        return run_job(cfg, train, report=report)
-    try:
+        return run_job(cfg, train)
+    with exit_on_bad_input():
         return train(cfg, hydra_cfg.runtime.output_dir)
-    except ConfigError as error:
-        report(error)
-        sys.exit(EXIT_BAD_INPUT)
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
@@ -103,24 +100,11 @@ def quiet_rank_overrides(args: list[str]) -> list[str]:
     return overrides
 
 
-def report(error: ConfigError) -> None:
-    """Print a configuration error as a short red panel on stderr, without a traceback."""
-    from rich.console import Console
-    from rich.panel import Panel
-    from rich.text import Text
-
-    body = Text("\n".join(f"• {problem}" for problem in error.problems))
-    Console(stderr=True).print(Panel(body, title="dlrun: bad configuration", border_style="red", expand=False))
-
-
 def main() -> None:
     register_schemas()
     parsed = parse_overrides(sys.argv[1:])
-    try:
+    with exit_on_bad_input():
         check_group_overrides(parsed)
-    except ConfigError as error:
-        report(error)
-        sys.exit(EXIT_BAD_INPUT)
     sys.argv += default_environment(parsed) + quiet_rank_overrides(sys.argv[1:])
     from dlrun.sweep import callback
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlrun import inputs as raw_inputs
-from dlrun.errors import EXIT_BAD_INPUT, ConfigError
+from dlrun.errors import ConfigError, exit_on_bad_input
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "state_dict": "model.state_dict.pt"}
 DEFAULT_OPSET = 17
@@ -98,21 +98,17 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
-        check_arguments(args)
-        export(
-            args.checkpoint,
-            format_name=args.format_name,
-            output=args.output,
-            opset=args.opset,
-            inputs=args.inputs,
-            batch_size=args.batch_size,
-            atol=args.atol,
-        )
-    except ConfigError as error:
-        from dlrun.cli import report
-
-        report(error)
-        sys.exit(EXIT_BAD_INPUT)
+        with exit_on_bad_input():
+            check_arguments(args)
+            export(
+                args.checkpoint,
+                format_name=args.format_name,
+                output=args.output,
+                opset=args.opset,
+                inputs=args.inputs,
+                batch_size=args.batch_size,
+                atol=args.atol,
+            )
     except ExportMismatch as error:
         from rich.console import Console
         from rich.markup import escape

@@ -8,11 +8,10 @@ regression: the predicted value in the target's original units.
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 from dlrun import inputs as raw_inputs
-from dlrun.errors import EXIT_BAD_INPUT, ConfigError
+from dlrun.errors import ConfigError, exit_on_bad_input
 
 DEFAULT_OUTPUT = "predictions.csv"
 DEFAULT_SHOW = 10
@@ -62,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    try:
+    with exit_on_bad_input():
         check_arguments(args)
         predict(
             args.checkpoint,
@@ -72,11 +71,6 @@ def main(argv: list[str] | None = None) -> None:
             show=args.show,
             batch_size=args.batch_size,
         )
-    except ConfigError as error:
-        from dlrun.cli import report
-
-        report(error)
-        sys.exit(EXIT_BAD_INPUT)
 
 
 def check_arguments(args: argparse.Namespace) -> None:

@@ -8,11 +8,10 @@ read for dlrun-predict (white = the dataset's brightest value: 16 for digits, 1 
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from dlrun import inputs as raw_inputs
-from dlrun.errors import EXIT_BAD_INPUT, ConfigError
+from dlrun.errors import ConfigError, exit_on_bad_input
 
 DEFAULT_NUM = 64
 DEFAULT_NROW = 8
@@ -50,14 +49,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    try:
+    with exit_on_bad_input():
         check_arguments(args)
         sample(args.checkpoint, num=args.num, out=args.out, seed=args.seed, nrow=args.nrow)
-    except ConfigError as error:
-        from dlrun.cli import report
-
-        report(error)
-        sys.exit(EXIT_BAD_INPUT)
 
 
 def check_arguments(args: argparse.Namespace) -> None:

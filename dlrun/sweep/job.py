@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlrun.errors import EXIT_BAD_INPUT, ConfigError
+from dlrun.errors import EXIT_BAD_INPUT, ConfigError, report
 from dlrun.sweep import resources, trials
 from dlrun.sweep.record import (
     COMPLETED,
@@ -40,7 +40,7 @@ EXIT_BUG = 1  # a bug in the code: its traceback is kept
 Train = Callable[[DictConfig, Path], float | None]
 
 
-def run_job(cfg: DictConfig, train: Train, report: Callable[[ConfigError], None]) -> float | None:
+def run_job(cfg: DictConfig, train: Train) -> float | None:
     """Run train(cfg, job_dir) as one job of the current sweep; returns its monitored metric, None if it failed."""
     from hydra.core.hydra_config import HydraConfig
 
@@ -63,7 +63,7 @@ def run_job(cfg: DictConfig, train: Train, report: Callable[[ConfigError], None]
             f"hydra.sweep.dir = {sweep_dir}: job {record.num} there ran {ran}, not {asked}; resume a sweep with "
             "exactly its overrides, or give a new hydra.sweep.dir"
         )
-        return _failed(record, error, job_dir, sweep_dir, hydra, report)
+        return _failed(record, error, job_dir, sweep_dir, hydra)
     if previous is not None and previous.status in FINISHED and metrics is not None:
         log.info("job %s finished before (%s): skipped", record.num, job_dir / "metrics.json")
         return metrics.get(previous.monitor, previous.value)
@@ -86,7 +86,7 @@ def run_job(cfg: DictConfig, train: Train, report: Callable[[ConfigError], None]
         with _device(cfg, hydra, sweep_dir, record), trials.active(record.num) as trial:
             value = train(cfg, job_dir)
     except Exception as error:  # every failure of one job is recorded, and the sweep goes on
-        return _failed(record, error, job_dir, sweep_dir, hydra, report)
+        return _failed(record, error, job_dir, sweep_dir, hydra)
     except BaseException:  # Ctrl-C, SIGTERM (a preempted job): the sweep ends here; running it again resumes
         _finish(record, INTERRUPTED, job_dir)
         raise
@@ -97,7 +97,7 @@ def run_job(cfg: DictConfig, train: Train, report: Callable[[ConfigError], None]
     return value
 
 
-def _failed(record: JobRecord, error: Exception, job_dir: Path, sweep_dir: Path, hydra, report) -> None:
+def _failed(record: JobRecord, error: Exception, job_dir: Path, sweep_dir: Path, hydra) -> None:
     bad_input = isinstance(error, ConfigError)
     record.error = f"{type(error).__name__}: {error}"
     record.exit_code = EXIT_BAD_INPUT if bad_input else EXIT_BUG
