@@ -1,3 +1,3 @@
-from dlrun.cli import main
+from dlrun.cli import command
 
-main()
+command()

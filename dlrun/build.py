@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlrun.config import AUTO
 from dlrun.errors import ConfigError
 from dlrun.schedulers import ScheduledLR, schedule
+from dlrun.tasks.base import Task
 from dlrun.trainer import Trainer
 
 SCHEDULER_KEYS = ("interval", "warmup_epochs", "monitor")  # read by dlrun, not passed to the scheduler
@@ -73,6 +74,11 @@ def task(cfg: DictConfig, network, datamodule):
         target_mean=datamodule.target_mean,
         target_std=datamodule.target_std,
     )
+    if not isinstance(built, Task):
+        raise ConfigError(
+            f"task._target_ = {cfg.task._target_}: makes a {type(built).__name__}, which is not a dlrun task; "
+            "subclass dlrun.tasks.base.Task (its methods: dlrun/tasks/__init__.py), or type task=supervised"
+        )
     _check_monitors(cfg, built.metric_names())
     built.prepare_data(datamodule)
     return built

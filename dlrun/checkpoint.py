@@ -1,5 +1,6 @@
 """Checkpoint files: written atomically, read with weights_only=True (a loaded file never runs code)."""
 
+import copy
 import io
 import os
 import pickle
@@ -24,31 +25,35 @@ def serialize(state: dict) -> bytes:
 
 
 def snapshot(state):
-    """A copy of a state on the CPU that later training does not change: tensors copied, containers rebuilt."""
+    """A copy of a state that later training does not change: tensors copied to the CPU, containers rebuilt, other
+    values deep-copied. (Tensors sharing storage, tied weights, become separate copies.)"""
     if isinstance(state, torch.Tensor):
         return state.detach().to("cpu", copy=True)
     if isinstance(state, dict):
         return {key: snapshot(value) for key, value in state.items()}
     if isinstance(state, tuple) and all(type(value) is int for value in state):
         return state  # immutable as it is (Python's RNG state: 625 ints)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # a namedtuple
+        return type(state)(*(snapshot(value) for value in state))
     if isinstance(state, list | tuple):
         return type(state)(snapshot(value) for value in state)
-    return state
+    return copy.deepcopy(state)
 
 
 class BackgroundWriter:
     """Writes bytes to files atomically on one background thread, in order: training goes on while the disk syncs.
 
-    At most one write is in flight; wait() returns once every write is on disk and raises a failed write's error.
+    At most one write (of one or more files) is in flight; wait() returns once every write is on disk and raises a
+    failed write's error.
     """
 
     def __init__(self):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrun-checkpoint")
         self._pending: Future | None = None
 
-    def write(self, contents: bytes, *paths: Path) -> None:
+    def write(self, files: dict[Path, bytes]) -> None:
         self.wait()
-        self._pending = self._executor.submit(_write_bytes, contents, paths)
+        self._pending = self._executor.submit(_write_files, files)
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -56,9 +61,9 @@ class BackgroundWriter:
             pending.result()
 
 
-def _write_bytes(contents: bytes, paths: tuple[Path, ...]) -> None:
-    for path in paths:
-        _write_atomically(path, lambda file: file.write(contents))
+def _write_files(files: dict[Path, bytes]) -> None:
+    for path, contents in files.items():
+        _write_atomically(path, lambda file, contents=contents: file.write(contents))
 
 
 def _write_atomically(path: Path, write) -> None:

@@ -6,6 +6,8 @@ table and exits 0 when every job finished, else as its failed jobs would have: 2
 """
 
 import atexit
+import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -119,17 +121,31 @@ def main() -> None:
     except KeyboardInterrupt:
         callback.interrupted()
         sys.exit(130)
-    _exit_without_teardown(callback.exit_code())
+    code = callback.exit_code()
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        _exit_without_teardown(code)
+    if code:
+        sys.exit(code)
+
+
+def command() -> None:
+    """The installed `dlrun` (and `python -m dlrun`): main(), then, when it ends well, an exit without the
+    interpreter's teardown of every module, which takes about a second after a torch run."""
+    main()
+    _exit_without_teardown(0)
 
 
 def _exit_without_teardown(code: int) -> None:
-    """Leave once the work is done, as the interpreter would up to its teardown of every module: wait for the
-    threads (and shut down the executors) as at exit, run the atexit handlers (log files closed, the process group
-    destroyed, worker processes joined), flush the streams, then end the process. The teardown left out takes about
-    a second after a torch run, and under torchrun it can abort a rank in gloo's threads ("terminate called without
-    an active exception")."""
-    threading._shutdown()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    """Leave once the work is done. On one process, as the interpreter would up to its teardown: wait for the threads
+    (and shut down the executors), run the atexit handlers (log files closed, worker processes joined). Under
+    torchrun only the log files are closed: gloo's threads can abort a rank ("terminate called without an active
+    exception") when the process group is torn down at exit."""
+    if os.environ.get("WORLD_SIZE", "1") == "1":
+        threading._shutdown()
+        atexit._run_exitfuncs()
+    else:
+        logging.shutdown()
+    with contextlib.suppress(BrokenPipeError):  # the reader of a pipe (| head) may be gone
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(code)

@@ -143,3 +143,9 @@ def test_the_weight_penalty_adds_l1_and_l2_of_the_weights_only():
     assert with_weight_penalty(loss, layer, l1=0.0, l2=0.0) is loss  # no extra operation when off
     expected = 1.0 + 0.1 * layer.weight.abs().sum() + 0.01 * layer.weight.pow(2).sum()  # the bias is left alone
     assert with_weight_penalty(loss, layer, l1=0.1, l2=0.01).item() == pytest.approx(expected.item())
+
+
+def test_a_task_target_that_is_not_a_task_is_named(run_dir):
+    with pytest.raises(ConfigError, match=r"task._target_ = collections.OrderedDict: makes a OrderedDict.*subclass"):
+        run(compose_config("task._target_=collections.OrderedDict", "trainer.max_epochs=1"), run_dir)
+    assert not any(run_dir.iterdir())  # nothing written

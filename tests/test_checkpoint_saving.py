@@ -1,11 +1,16 @@
 """The checkpoint callback's saving schedule in real fits: every epoch, or epochs saved together within
 save_interval_s, with the best epoch's state kept in memory until it is written."""
 
+from collections import namedtuple
+
+import pytest
 import torch
 
 from dlrun import build
 from dlrun.callbacks.base import Callback
 from dlrun.callbacks.checkpoint import Checkpoint
+from dlrun.checkpoint import snapshot
+from dlrun.errors import ConfigError
 from dlrun.run import seed_everything
 from dlrun.trainer import Trainer
 
@@ -70,3 +75,20 @@ def test_the_best_epoch_kept_in_memory_is_the_one_best_pt_gets(run_dir):
     last = load(checkpoint.last_path)
     for name, tensor in probe.weights[-1].items():
         assert torch.equal(last["model"][name], tensor), name
+
+
+def test_a_negative_interval_names_the_key(run_dir):
+    with pytest.raises(ConfigError, match="callbacks.checkpoint.save_interval_s = -1"):
+        Checkpoint(run_dir=run_dir, config={}, save_interval_s=-1)
+
+
+def test_a_snapshot_does_not_change_with_the_state():
+    Pair = namedtuple("Pair", ["weights", "count"])
+    state = {"model": {"w": torch.ones(3)}, "pair": Pair(torch.zeros(2), 1), "rng": (3, (1, 2, 3), None), "tags": ["a"]}
+    kept = snapshot(state)
+    state["model"]["w"].add_(1)
+    state["pair"].weights.add_(1)
+    state["tags"].append("b")
+    assert torch.equal(kept["model"]["w"], torch.ones(3)) and torch.equal(kept["pair"].weights, torch.zeros(2))
+    assert type(kept["pair"]) is Pair and kept["pair"].count == 1
+    assert kept["rng"] == (3, (1, 2, 3), None) and kept["tags"] == ["a"]

@@ -3,10 +3,12 @@
 
 import io
 
+import pytest
 from rich.console import Console
 
 from dlrun import build
 from dlrun.callbacks.progress import Progress
+from dlrun.errors import ConfigError
 from dlrun.trainer import Trainer
 
 from conftest import compose_config
@@ -17,7 +19,9 @@ BATCHES = 4
 def terminal_output(**settings) -> str:
     """What a 2-epoch fit shows on a terminal with a Progress(**settings)."""
     progress = Progress(**settings)
-    progress.console = Console(file=io.StringIO(), force_terminal=True, width=160, color_system=None)
+    progress.console = Console(
+        file=io.StringIO(), force_terminal=True, width=160, color_system=None, quiet=settings.get("quiet", False)
+    )
     cfg = compose_config()
     data = build.data(cfg)
     task = build.task(cfg, build.model(cfg), data)
@@ -45,3 +49,16 @@ def test_redraws_are_limited_to_refresh_per_second():
     output = terminal_output(delay=0, refresh_per_second=1e-6)  # the first draw, then none for 11 days
     assert f"1/{BATCHES}" in output
     assert all(f"{done}/{BATCHES}" not in output for done in range(2, BATCHES + 1))
+
+
+def test_a_quiet_run_draws_nothing():
+    assert terminal_output(quiet=True, delay=0, refresh_per_second=1e9) == ""
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [({"delay": -1}, "callbacks.progress.delay = -1"), ({"refresh_per_second": 0}, "refresh_per_second = 0")],
+)
+def test_impossible_settings_name_the_key(settings, key):
+    with pytest.raises(ConfigError, match=key):
+        Progress(**settings)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dlrun.callbacks.base import Callback, is_improvement
 from dlrun.checkpoint import BackgroundWriter, save, serialize, snapshot
+from dlrun.errors import ConfigError
 
 
 class Checkpoint(Callback):
@@ -24,6 +25,11 @@ class Checkpoint(Callback):
         mode: str = "min",
         save_interval_s: float = 0.0,
     ):
+        if not save_interval_s >= 0:
+            raise ConfigError(
+                f"callbacks.checkpoint.save_interval_s = {save_interval_s}: must be >= 0 seconds (0: every epoch); "
+                "type callbacks.checkpoint.save_interval_s=1.0"
+            )
         self.directory = Path(run_dir) / "checkpoints"
         self.config = config  # the resolved run config, stored in every checkpoint
         self.monitor, self.mode = monitor, mode
@@ -64,11 +70,14 @@ class Checkpoint(Callback):
         self.writer.wait()
 
     def _save_unsaved(self) -> None:
-        by_state: dict[int, list[Path]] = {}  # a state shared by last.pt and best.pt is serialised once
+        serialized: dict[int, bytes] = {}  # a state shared by last.pt and best.pt is serialised once
+        files = {}
         for path, state in self.unsaved.items():
-            by_state.setdefault(id(state), []).append(path)
-        for paths in by_state.values():
-            self.writer.write(serialize(self.unsaved[paths[0]]), *paths)
+            if id(state) not in serialized:
+                serialized[id(state)] = serialize(state)
+            files[path] = serialized[id(state)]
+        if files:
+            self.writer.write(files)
         self.unsaved = {}
         self.saved_at = time.monotonic()
 

@@ -14,10 +14,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 from rich.progress import Progress as Bar
 
 from dlrun.callbacks.base import Callback
+from dlrun.errors import ConfigError
 
 
 class Progress(Callback):
     def __init__(self, *, quiet: bool = False, delay: float = 0.5, refresh_per_second: float = 4.0):
+        if not delay >= 0:
+            raise ConfigError(
+                f"callbacks.progress.delay = {delay}: must be >= 0 seconds; type callbacks.progress.delay=0.5"
+            )
+        if not refresh_per_second > 0:
+            raise ConfigError(
+                f"callbacks.progress.refresh_per_second = {refresh_per_second}: must be > 0; "
+                "type callbacks.progress.refresh_per_second=4"
+            )
         self.console = Console(quiet=quiet)
         self.delay = delay
         self.redraw_interval = 1 / refresh_per_second
@@ -38,13 +48,16 @@ class Progress(Callback):
             transient=True,
             auto_refresh=False,
         )
+        self.epoch_bar, self.drawn_at = None, -math.inf
 
     def on_train_epoch_start(self, trainer, num_batches: int) -> None:
         self.description = f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}"
-        self.done, self.total, self.loss = 0, num_batches, ""
+        self.done, self.total, self.loss = trainer.state.batch, num_batches, ""  # a resumed epoch starts part done
         self.epoch_started = time.monotonic()
 
     def on_train_batch_end(self, trainer) -> None:
+        if self.console.quiet:
+            return
         self.done += 1
         now = time.monotonic()
         if now - self.drawn_at >= self.redraw_interval and now - self.epoch_started >= self.delay:

@@ -111,8 +111,8 @@ class DataModule:
             return
         if not whole:  # this process's share of val or test, the samples _order lists
             inputs, targets = inputs[self.rank :: self.world_size], targets[self.rank :: self.world_size]
-        for start in range(0, len(targets), self.batch_size):  # in order: views of the split, nothing copied
-            yield inputs[start : start + self.batch_size], targets[start : start + self.batch_size]
+        for start in range(0, len(targets), self.batch_size):  # in order; copies, so that nothing can change the split
+            yield inputs[start : start + self.batch_size].clone(), targets[start : start + self.batch_size].clone()
 
     def _order(self, split: str, epoch: int) -> Tensor:
         """This process's sample indices in batch order: the in-memory twin of _loader's samplers."""
