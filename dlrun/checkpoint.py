@@ -24,6 +24,9 @@ def serialize(state: dict) -> bytes:
     return buffer.getvalue()
 
 
+IMMUTABLE = (str, int, float, bool, type(None))  # values a snapshot can share with the state
+
+
 def snapshot(state):
     """A copy of a state that later training does not change: tensors copied to the CPU, containers rebuilt, other
     values deep-copied. (Tensors sharing storage, tied weights, become separate copies.)"""
@@ -37,7 +40,7 @@ def snapshot(state):
         return type(state)(*(snapshot(value) for value in state))
     if isinstance(state, list | tuple):
         return type(state)(snapshot(value) for value in state)
-    return copy.deepcopy(state)
+    return state if isinstance(state, IMMUTABLE) else copy.deepcopy(state)
 
 
 class BackgroundWriter:

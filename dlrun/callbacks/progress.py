@@ -12,6 +12,7 @@ from datetime import timedelta
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 from rich.progress import Progress as Bar
+from rich.text import Text
 
 from dlrun.callbacks.base import Callback
 from dlrun.errors import ConfigError
@@ -70,8 +71,10 @@ class Progress(Callback):
         if self.epoch_bar is not None:
             self.bar.remove_task(self.epoch_bar)
             self.epoch_bar = None
-        shown = "  ".join(f"{name} [bold]{value:.4g}[/]" for name, value in metrics.items())
-        self.console.print(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}  {shown}")
+        line = Text(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}")
+        for name, value in metrics.items():
+            line.append(f"  {name} ").append(f"{value:.4g}", style="bold")
+        self.console.print(line, highlight=False)  # built as Text: no markup to parse, no highlighter to run
 
     def on_fit_end(self, trainer) -> None:
         self.bar.stop()
