@@ -18,6 +18,7 @@ import datetime
 import io
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -54,6 +55,7 @@ MODELS = ("mlp", "cnn")
 
 # The variants of section 1; ratios are taken against the plain loops and the bare Trainer.
 DLRUN_FULL, DLRUN_BARE, PLAIN_LOADER, PLAIN_TENSORS = "dlrun", "dlrun_bare", "loader", "tensors"
+PLAIN_METRICS = "tensors_metrics"  # the lower bound plus the training metrics dlrun reports
 ONLY_CHECKPOINT, ONLY_TENSORBOARD, ONLY_PROGRESS = "only_checkpoint", "only_tensorboard", "only_progress"
 CALLBACKS = ("early_stopping", "checkpoint", "tensorboard", "progress")
 KEEP = {ONLY_CHECKPOINT: "checkpoint", ONLY_TENSORBOARD: "tensorboard", ONLY_PROGRESS: "progress"}
@@ -209,8 +211,11 @@ def run_plain_loader(cfg: DictConfig, data: DataModule) -> Measured:
     return Measured(clock.wall, clock.cpu, val_loss, epochs)
 
 
-def run_plain_tensors(cfg: DictConfig, data: DataModule) -> Measured:
-    """The lower bound: the split's tensors indexed by a permutation per epoch (seeded as dlrun's)."""
+def run_plain_tensors(cfg: DictConfig, data: DataModule, *, training_metrics: bool = False) -> Measured:
+    """The lower bound: the split's tensors indexed by a permutation per epoch (seeded as dlrun's).
+
+    training_metrics: also what dlrun reports of training, written by hand: each step's loss and accuracy summed
+    on the device, read once an epoch (train/loss_epoch, train/acc)."""
     model = plain_model(cfg)
     optimizer = adam(cfg, model)
     criterion = nn.CrossEntropyLoss()
@@ -225,12 +230,19 @@ def run_plain_tensors(cfg: DictConfig, data: DataModule) -> Measured:
         for epoch in range(epochs):
             model.train()
             order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            loss_sum, accuracy_sum = torch.zeros(()), torch.zeros(())
             for first in range(0, len(order), batch_size):
                 index = order[first : first + batch_size]
                 optimizer.zero_grad(set_to_none=True)
-                loss = criterion(model(inputs[index]), targets[index])
+                output, target = model(inputs[index]), targets[index]
+                loss = criterion(output, target)
                 loss.backward()
                 optimizer.step()
+                if training_metrics:
+                    loss_sum += loss.detach()
+                    accuracy_sum += (output.argmax(dim=1) == target).float().mean()
+            if training_metrics:
+                _epoch_means = (torch.stack([loss_sum, accuracy_sum]) / math.ceil(len(order) / batch_size)).tolist()
             val_loss, _accuracy = validate(model, criterion, val)
     return Measured(clock.wall, clock.cpu, val_loss, epochs)
 
@@ -259,13 +271,15 @@ def measure(variant: str, cfg: DictConfig, data: DataModule) -> Measured:
         return run_plain_loader(cfg, data)
     if variant == PLAIN_TENSORS:
         return run_plain_tensors(cfg, data)
+    if variant == PLAIN_METRICS:
+        return run_plain_tensors(cfg, data, training_metrics=True)
     return run_dlrun(cfg, data, callbacks=variant != DLRUN_BARE)
 
 
 def bench_training(
     models: tuple[str, ...], epochs: int, rounds: int, breakdown: bool, say: Callable[[str], None]
 ) -> dict[str, dict[str, TrainRow]]:
-    variants = [DLRUN_FULL, DLRUN_BARE, PLAIN_LOADER, PLAIN_TENSORS] + (list(KEEP) if breakdown else [])
+    variants = [DLRUN_FULL, DLRUN_BARE, PLAIN_LOADER, PLAIN_TENSORS, PLAIN_METRICS] + (list(KEEP) if breakdown else [])
     results: dict[str, dict[str, TrainRow]] = {}
     for model in models:
         configs = {variant: bench_config(model, epochs, KEEP.get(variant)) for variant in variants}
@@ -641,6 +655,7 @@ SHORT = {
     ONLY_PROGRESS: "dlrun, progress callback only",
     PLAIN_LOADER: "plain loop, DataLoader",
     PLAIN_TENSORS: "plain loop, tensors (lower bound)",
+    PLAIN_METRICS: "plain loop, tensors, + training loss and accuracy",
 }
 
 
@@ -685,12 +700,21 @@ def training_reports(results: dict[str, dict[str, TrainRow]], epochs: int, round
     summary = []
     for model, variants in results.items():
         for clock, pick in CLOCKS:
-            full, bare, loader, low = (
-                pick(variants[key]) for key in (DLRUN_FULL, DLRUN_BARE, PLAIN_LOADER, PLAIN_TENSORS)
+            full, bare, loader, low, same = (
+                pick(variants[key]) for key in (DLRUN_FULL, DLRUN_BARE, PLAIN_LOADER, PLAIN_TENSORS, PLAIN_METRICS)
             )
             share = f"{(full - bare) / full * 100:.0f}%"
             summary.append(
-                [model, clock, ratio(full, low), ratio(full, loader), ratio(bare, low), ratio(bare, loader), share]
+                [
+                    model,
+                    clock,
+                    ratio(full, low),
+                    ratio(full, loader),
+                    ratio(bare, low),
+                    ratio(bare, same),
+                    ratio(bare, loader),
+                    share,
+                ]
             )
     detail = []
     for model, variants in results.items():
@@ -726,12 +750,15 @@ def training_reports(results: dict[str, dict[str, TrainRow]], epochs: int, round
                 "dlrun / lower bound",
                 "dlrun / DataLoader",
                 "bare / lower bound",
+                "bare / lower bound + metrics",
                 "bare / DataLoader",
                 "callbacks' share",
             ],
             summary,
             "dlrun = Trainer with the callbacks of a normal run; bare = Trainer(callbacks=[]); lower bound = plain "
-            "loop over tensors[randperm]. Ratios of the medians of wall times (the headline), of the medians of "
+            "loop over tensors[randperm]; + metrics = the same loop also summing each step's loss and accuracy on "
+            "the device and reading them once an epoch, as dlrun does for train/loss_epoch and train/acc. Ratios "
+            "of the medians of wall times (the headline), of the medians of "
             "the process's CPU times (steadier when the machine is busy, see CPU/wall below), and of the best wall "
             "times (the least disturbed run of each)." + verdict,
         ),
