@@ -27,12 +27,14 @@ def instantiate(node: DictConfig | dict, key: str, **supplied):
         if isinstance(cause, ConfigError):
             raise cause from None
         if cause is None or isinstance(cause, TypeError | ValueError | ImportError | AttributeError):
-            reason = cause or error
-            raise ConfigError(
-                f"{key}: could not build {node.get('_target_')}: {reason}; check the {key}.* keys "
-                "(dlrun --cfg job shows them)"
-            ) from error
+            raise _not_built(key, node, cause or error) from error
         raise cause from None  # a bug in the built code: its own traceback, not Hydra's wrapper
+
+
+def _not_built(key: str, node, reason: Exception) -> ConfigError:
+    return ConfigError(
+        f"{key}: could not build {node.get('_target_')}: {reason}; check the {key}.* keys (dlrun --cfg job shows them)"
+    )
 
 
 def data(cfg: DictConfig):
@@ -129,9 +131,13 @@ def trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     for name, node in cfg.callbacks.items():
         if node is None:
             continue
-        callback = instantiate(node, f"callbacks.{name}")
+        key = f"callbacks.{name}"
+        callback = instantiate(node, key)
         if node.get("_partial_"):
-            callback = callback(run_dir=run_dir, config=config)
+            try:
+                callback = callback(run_dir=run_dir, config=config)
+            except (TypeError, ValueError) as error:  # a value of the user's the callback cannot take
+                raise _not_built(key, node, error) from error
         callbacks.append(callback)
     return Trainer(**OmegaConf.to_container(cfg.trainer), callbacks=callbacks)
 

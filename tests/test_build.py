@@ -149,3 +149,17 @@ def test_a_task_target_that_is_not_a_task_is_named(run_dir):
     with pytest.raises(ConfigError, match=r"task._target_ = collections.OrderedDict: makes a OrderedDict.*subclass"):
         run(compose_config("task._target_=collections.OrderedDict", "trainer.max_epochs=1"), run_dir)
     assert not any(run_dir.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("callbacks.checkpoint.save_interval_s=abc", "callbacks.checkpoint: could not build .*Checkpoint"),
+        ("callbacks.checkpoint.save_interval_s=-1", "callbacks.checkpoint.save_interval_s = -1: must be >= 0"),
+        ("callbacks.progress.refresh_per_second=0", "callbacks.progress.refresh_per_second = 0: must be > 0"),
+        ("task.aux_loss_weight=-1", "task.aux_loss_weight = -1: must be a number >= 0"),
+    ],
+)
+def test_impossible_callback_and_task_values_are_named(override, message, run_dir):
+    with pytest.raises(ConfigError, match=message):
+        run(compose_config(override, "trainer.max_epochs=1"), run_dir)

@@ -10,6 +10,7 @@ import torch
 from sklearn import metrics as skm
 from torch import Tensor, nn
 
+from dlrun.errors import ConfigError
 from dlrun.losses import with_weight_penalty
 from dlrun.tasks.base import Task
 
@@ -38,6 +39,10 @@ class SupervisedTask(Task):
     ):
         if problem not in PROBLEMS:
             raise ValueError(f"problem must be one of {PROBLEMS}, not {problem!r}")
+        if isinstance(aux_loss_weight, bool) or not (isinstance(aux_loss_weight, int | float) and aux_loss_weight >= 0):
+            raise ConfigError(
+                f"task.aux_loss_weight = {aux_loss_weight}: must be a number >= 0; type task.aux_loss_weight=0.3"
+            )
         self.model = model
         self.criterion = criterion
         self.problem = problem
