@@ -79,7 +79,7 @@ def task(cfg: DictConfig, network, datamodule):
     if not isinstance(built, Task):
         raise ConfigError(
             f"task._target_ = {cfg.task._target_}: makes a {type(built).__name__}, which is not a dlrun task; "
-            "subclass dlrun.tasks.base.Task (its methods: dlrun/tasks/__init__.py), or type task=supervised"
+            "subclass dlrun.tasks.base.Task (its methods: dlrun/tasks/base.py), or type task=supervised"
         )
     _check_monitors(cfg, built.metric_names())
     built.prepare_data(datamodule)

@@ -12,11 +12,6 @@ import torch
 from dlrun.errors import ConfigError
 
 
-def save(state: dict, path: Path) -> None:
-    """Write to a temporary file beside path, flush it to disk, then rename: path is never half-written."""
-    _write_atomically(path, lambda file: torch.save(state, file))
-
-
 def serialize(state: dict) -> bytes:
     """The bytes torch.save writes: a snapshot, unaffected by later changes to the state's tensors."""
     buffer = io.BytesIO()
@@ -34,13 +29,12 @@ def snapshot(state):
         return state.detach().to("cpu", copy=True)
     if isinstance(state, dict):
         return {key: snapshot(value) for key, value in state.items()}
-    if isinstance(state, tuple) and all(type(value) is int for value in state):
-        return state  # immutable as it is (Python's RNG state: 625 ints)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):  # a namedtuple
-        return type(state)(*(snapshot(value) for value in state))
+    if isinstance(state, IMMUTABLE) or (isinstance(state, tuple) and all(isinstance(v, IMMUTABLE) for v in state)):
+        return state  # nothing to change in it (Python's RNG state is a tuple of 625 ints)
     if isinstance(state, list | tuple):
-        return type(state)(snapshot(value) for value in state)
-    return state if isinstance(state, IMMUTABLE) else copy.deepcopy(state)
+        values = [snapshot(value) for value in state]
+        return type(state)(*values) if hasattr(state, "_fields") else type(state)(values)  # namedtuples take fields
+    return copy.deepcopy(state)
 
 
 class BackgroundWriter:
@@ -65,19 +59,15 @@ class BackgroundWriter:
 
 
 def _write_files(files: dict[Path, bytes]) -> None:
+    """Each file to a temporary one beside it, flushed to disk, then renamed: a file is never half-written."""
     for path, contents in files.items():
-        _write_atomically(path, lambda file, contents=contents: file.write(contents))
-
-
-def _write_atomically(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as file:
-        write(file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        with open(temporary, "wb") as file:
+            file.write(contents)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
 
 
 def load(path: str | Path, *, key: str = "ckpt_path") -> dict:

@@ -122,7 +122,7 @@ def main() -> None:
         callback.interrupted()
         sys.exit(130)
     code = callback.exit_code()
-    if os.environ.get("WORLD_SIZE", "1") != "1":
+    if _under_torchrun():
         _exit_without_teardown(code)
     if code:
         sys.exit(code)
@@ -135,16 +135,20 @@ def command() -> None:
     _exit_without_teardown(0)
 
 
+def _under_torchrun() -> bool:
+    return os.environ.get("WORLD_SIZE", "1") != "1"
+
+
 def _exit_without_teardown(code: int) -> None:
     """Leave once the work is done. On one process, as the interpreter would up to its teardown: wait for the threads
     (and shut down the executors), run the atexit handlers (log files closed, worker processes joined). Under
     torchrun only the log files are closed: gloo's threads can abort a rank ("terminate called without an active
     exception") when the process group is torn down at exit."""
-    if os.environ.get("WORLD_SIZE", "1") == "1":
+    if _under_torchrun():
+        logging.shutdown()
+    else:
         threading._shutdown()
         atexit._run_exitfuncs()
-    else:
-        logging.shutdown()
     with contextlib.suppress(BrokenPipeError):  # the reader of a pipe (| head) may be gone
         sys.stdout.flush()
         sys.stderr.flush()

@@ -199,7 +199,8 @@ SIZE_LISTS = {
 }
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A config value that is a real number: not a bool, a string or NaN."""
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # NaN is not
 
 
@@ -209,7 +210,7 @@ def _check_numbers(cfg: DictConfig) -> list[str]:
         value = _value(cfg, key)
         if value is None:
             continue
-        if not _is_number(value):
+        if not is_number(value):
             problems.append(f"{key} = {value}: must be a number; type {example}")
         elif not allowed(value):
             problems.append(f"{key} = {value}: {requirement}; type {example}")
@@ -218,7 +219,7 @@ def _check_numbers(cfg: DictConfig) -> list[str]:
         if (
             value is not None
             and value != AUTO
-            and not (OmegaConf.is_list(value) and all(_is_number(v) and v >= 1 and v == int(v) for v in value))
+            and not (OmegaConf.is_list(value) and all(is_number(v) and v >= 1 and v == int(v) for v in value))
         ):
             problems.append(f"{key} = {value}: must be a list of whole numbers >= 1; type {example}")
     return problems
@@ -227,7 +228,7 @@ def _check_numbers(cfg: DictConfig) -> list[str]:
 def _check_data(cfg: DictConfig) -> list[str]:
     problems = []
     fractions = [_value(cfg, f"dataset.{key}") for key in ("val_fraction", "test_fraction")]
-    total = sum(v for v in fractions if _is_number(v))
+    total = sum(v for v in fractions if is_number(v))
     if total >= 1:
         problems.append(
             f"dataset.val_fraction + dataset.test_fraction = {total:g}: leaves nothing to train on; "
@@ -260,7 +261,7 @@ def _check_loss(cfg: DictConfig) -> list[str]:
             return [f"loss = bce needs 2 classes, dataset {dataset} counts its own; type dataset.num_classes=2"]
         return [f"loss = mse on dataset {dataset}, whose classes are counted from the data; type loss=cross_entropy"]
     if num_classes is not None and not (
-        _is_number(num_classes) and num_classes >= 2 and num_classes == int(num_classes)
+        is_number(num_classes) and num_classes >= 2 and num_classes == int(num_classes)
     ):
         return [f"dataset.num_classes = {num_classes}: must be a whole number >= 2, or null for regression"]
     if problem == "regression" and num_classes is not None:
@@ -273,7 +274,7 @@ def _check_loss(cfg: DictConfig) -> list[str]:
     if weights is not None and not (
         OmegaConf.is_list(weights)
         and len(weights) == num_classes
-        and all(_is_number(w) or w == float("inf") for w in weights)
+        and all(is_number(w) or w == float("inf") for w in weights)
     ):
         return [
             f"loss.criterion.class_weights = {weights}: needs one number per class ({num_classes}); "

@@ -9,7 +9,7 @@ import torch
 from dlrun import build
 from dlrun.callbacks.base import Callback
 from dlrun.callbacks.checkpoint import Checkpoint
-from dlrun.checkpoint import snapshot
+from dlrun.checkpoint import load, snapshot
 from dlrun.errors import ConfigError
 from dlrun.run import seed_everything
 from dlrun.trainer import Trainer
@@ -31,7 +31,7 @@ class DiskProbe(Callback):
     def on_epoch_end(self, trainer) -> None:
         self.checkpoint.writer.wait()
         path = self.checkpoint.last_path
-        self.epochs_on_disk.append(torch.load(path, weights_only=True)["epoch"] if path.exists() else None)
+        self.epochs_on_disk.append(load(path)["epoch"] if path.exists() else None)
         self.val_losses.append(trainer.state.metrics["val/loss"])
         self.weights.append({name: tensor.clone() for name, tensor in trainer.network.state_dict().items()})
 
@@ -48,23 +48,25 @@ def fit(run_dir, save_interval_s: float) -> tuple[Checkpoint, DiskProbe]:
     return checkpoint, probe
 
 
-def load(path) -> dict:
-    return torch.load(path, weights_only=True)
-
-
 def test_interval_zero_saves_every_epoch(run_dir):
     checkpoint, probe = fit(run_dir, save_interval_s=0)
     assert probe.epochs_on_disk == list(range(1, EPOCHS + 1))
 
 
-def test_epochs_within_the_interval_are_saved_together_at_the_end(run_dir):
-    checkpoint, probe = fit(run_dir, save_interval_s=3600)
+@pytest.fixture(scope="module")
+def saved_together(tmp_path_factory) -> tuple[Checkpoint, DiskProbe]:
+    """A fit whose epochs all end within the interval after the first save."""
+    return fit(tmp_path_factory.mktemp("run"), save_interval_s=3600)
+
+
+def test_epochs_within_the_interval_are_saved_together_at_the_end(saved_together):
+    checkpoint, probe = saved_together
     assert probe.epochs_on_disk == [1] * EPOCHS  # the first epoch is saved at once, the others wait
     assert load(checkpoint.last_path)["epoch"] == EPOCHS  # training's end saved the newest state
 
 
-def test_the_best_epoch_kept_in_memory_is_the_one_best_pt_gets(run_dir):
-    checkpoint, probe = fit(run_dir, save_interval_s=3600)
+def test_the_best_epoch_kept_in_memory_is_the_one_best_pt_gets(saved_together):
+    checkpoint, probe = saved_together
     best_epoch = min(range(EPOCHS), key=probe.val_losses.__getitem__)
     assert 0 < best_epoch < EPOCHS - 1, probe.val_losses  # a middle epoch: kept in memory, then written
     best = load(checkpoint.best_path)

@@ -30,7 +30,9 @@ class AnomalyScores(Callback):
     def on_test_end(self, trainer, metrics: dict[str, float]) -> None:
         task = trainer.task
         errors, targets = task.split_errors("test")
-        threshold = task.test_threshold if task.test_threshold is not None else task.anomaly_threshold()
+        threshold = metrics.get("test/anomaly_threshold")  # the one the test metrics used, when they have one
+        if threshold is None:
+            threshold = task.anomaly_threshold()
         labels = targets.reshape(len(targets), -1)[:, 0].tolist()
         header = ["index", "label", "error", "anomalous"]
         if task.anomaly_index is not None:

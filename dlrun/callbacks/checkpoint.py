@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from dlrun.callbacks.base import Callback, is_improvement
-from dlrun.checkpoint import BackgroundWriter, save, serialize, snapshot
+from dlrun.checkpoint import BackgroundWriter, serialize, snapshot
 from dlrun.errors import ConfigError
 
 
@@ -60,10 +60,9 @@ class Checkpoint(Callback):
             self._save_unsaved()
 
     def on_interrupt(self, trainer) -> None:
-        self.unsaved.pop(self.last_path, None)  # the interrupted step's state replaces it
+        self.unsaved[self.last_path] = trainer.state_dict() | {"config": self.config}  # resumes at the very next batch
         self._save_unsaved()
         self.writer.wait()
-        save(trainer.state_dict() | {"config": self.config}, self.last_path)  # resumes at the very next batch
 
     def on_fit_end(self, trainer) -> None:
         self._save_unsaved()  # after a divergence too: the last good epoch's state

@@ -10,6 +10,7 @@ actions are those of a Discrete action space, their names the class names.
 
 import contextlib
 import io
+import itertools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,10 +64,10 @@ class EnvironmentData:
         return {"train": self.steps_per_epoch, "val": self.eval_episodes, "test": self.test_episodes}[split]
 
     def batches(self, split: str, epoch: int = 0) -> Iterator[tuple[Tensor]]:
-        """train: (step index,) per environment step of the epoch; val, test: (episode seed,) per greedy episode."""
+        """train: an empty batch per environment step of the epoch (the task steps the environment itself); val,
+        test: (episode seed,) per greedy episode."""
         if split == "train":
-            first = epoch * self.steps_per_epoch
-            yield from ((step,) for step in torch.arange(first, first + self.steps_per_epoch))
+            yield from itertools.repeat((), self.steps_per_epoch)
             return
         first = VAL_SEEDS if split == "val" else TEST_SEEDS
         yield from ((seed[None],) for seed in torch.arange(first, first + self.num_batches(split)))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dlrun.errors import EXIT_BAD_INPUT
 from dlrun.sweep.record import (
     COMPLETED,
     FAILED,
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _bad_input(message: str) -> None:
     print(f"dlrun-summary: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

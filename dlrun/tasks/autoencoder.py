@@ -75,7 +75,6 @@ class ReconstructionTask(Task):
         self.anomaly_index: int | None = anomaly_class if isinstance(anomaly_class, int) else None
         self.data: DataModule | None = None
         self.device = torch.device("cpu")
-        self.test_threshold: float | None = None  # the threshold the test metrics used (anomaly_scores.csv reuses it)
 
     @property
     def network(self) -> nn.Module:
@@ -154,7 +153,7 @@ class ReconstructionTask(Task):
         if self.anomaly_index is None or not (targets == self.anomaly_index).any():
             return {}
         is_anomaly = (targets == self.anomaly_index).numpy()
-        threshold = self.test_threshold = self.anomaly_threshold()
+        threshold = self.anomaly_threshold()
         auroc = float(roc_auc_score(is_anomaly, errors.numpy())) if not is_anomaly.all() else float("nan")
         return {
             "anomaly_auroc": auroc,

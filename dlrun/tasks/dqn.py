@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from dlrun.config import is_number
 from dlrun.data.environment import EnvironmentData
 from dlrun.distributed import World
 from dlrun.errors import ConfigError
@@ -109,8 +110,11 @@ class DQNTask(Task):
             torch.set_num_threads(1)
         self.data, self.device = data, device
         self.target_model = copy.deepcopy(self.model).requires_grad_(False).eval()
+        # The tensors the target update pairs, listed once: it runs every step, and loading weights keeps them.
+        self.target_tensors = [list(self.target_model.parameters()), list(self.model.parameters())]
+        self.target_buffers = list(zip(self.target_model.buffers(), self.model.buffers(), strict=True))
         self.buffer = ReplayBuffer(self.buffer_size, data.in_shape, device)
-        self.observation, self.env_seeded = None, False
+        self.observation, self.env_seeded = None, False  # a resumed run's interrupted episode is not kept either
 
     def configure_optimizers(self, build_optimizer: Callable) -> dict[str, torch.optim.Optimizer]:
         return {"model": build_optimizer(params=list(self.model.parameters()))}
@@ -166,7 +170,6 @@ class DQNTask(Task):
         self.steps = state["steps"]
         self.target_model.load_state_dict(state["target_model"])
         self.buffer.load_state_dict(state["buffer"])
-        self.observation, self.env_seeded = None, False  # the interrupted episode is not kept: a new one starts
 
     # -- the algorithm -------------------------------------------------------------------------------
 
@@ -207,12 +210,12 @@ class DQNTask(Task):
     @torch.no_grad()
     def _update_target(self) -> None:
         """target <- tau * Q + (1 - tau) * target; tau = 1 copies the Q-network (a hard update)."""
-        targets, onlines = list(self.target_model.parameters()), list(self.model.parameters())
+        targets, onlines = self.target_tensors
         if self.tau == 1.0:
             torch._foreach_copy_(targets, onlines)
         else:
             torch._foreach_lerp_(targets, onlines, self.tau)  # one call for all tensors: it runs every step
-        for target, online in zip(self.target_model.buffers(), self.model.buffers(), strict=True):
+        for target, online in self.target_buffers:
             target.copy_(online)
 
     def _greedy_episode(self, seed: int) -> tuple[float, int]:
@@ -230,32 +233,23 @@ class DQNTask(Task):
 
 def _check_settings(**settings) -> None:
     """Every impossible task.* value at once, each with what to type."""
-    rules = {
-        "gamma": (lambda v: 0 <= v <= 1, "must be in [0, 1]", "0.99"),
-        "tau": (lambda v: 0 < v <= 1, "must be in (0, 1]", "0.005"),
-        "epsilon_start": (lambda v: 0 <= v <= 1, "must be in [0, 1]", "1.0"),
-        "epsilon_end": (lambda v: 0 <= v <= 1, "must be in [0, 1]", "0.05"),
-        "buffer_size": (lambda v: v >= 1, "must be at least 1", "50000"),
-        "batch_size": (lambda v: v >= 1, "must be at least 1", "128"),
-        "learning_starts": (lambda v: v >= 0, "must be at least 0", "1000"),
-        "train_every": (lambda v: v >= 1, "must be at least 1", "1"),
-        "target_update_every": (lambda v: v >= 1, "must be at least 1", "1"),
-        "epsilon_decay_steps": (lambda v: v >= 1, "must be at least 1", "10000"),
-    }
-    whole = {
-        "buffer_size",
-        "batch_size",
-        "learning_starts",
-        "train_every",
-        "target_update_every",
-        "epsilon_decay_steps",
+    rules = {  # key: (allowed, requirement, example, whether it must be a whole number)
+        "gamma": (lambda v: 0 <= v <= 1, "must be in [0, 1]", "0.99", False),
+        "tau": (lambda v: 0 < v <= 1, "must be in (0, 1]", "0.005", False),
+        "epsilon_start": (lambda v: 0 <= v <= 1, "must be in [0, 1]", "1.0", False),
+        "epsilon_end": (lambda v: 0 <= v <= 1, "must be in [0, 1]", "0.05", False),
+        "buffer_size": (lambda v: v >= 1, "must be at least 1", "50000", True),
+        "batch_size": (lambda v: v >= 1, "must be at least 1", "128", True),
+        "learning_starts": (lambda v: v >= 0, "must be at least 0", "1000", True),
+        "train_every": (lambda v: v >= 1, "must be at least 1", "1", True),
+        "target_update_every": (lambda v: v >= 1, "must be at least 1", "1", True),
+        "epsilon_decay_steps": (lambda v: v >= 1, "must be at least 1", "10000", True),
     }
     problems = []
     for key, value in settings.items():
-        allowed, requirement, example = rules[key]
-        is_number = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-        if not is_number or (key in whole and value != int(value)) or not allowed(value):
-            kind = "a whole number" if key in whole else "a number"
+        allowed, requirement, example, whole = rules[key]
+        if not is_number(value) or (whole and value != int(value)) or not allowed(value):
+            kind = "a whole number" if whole else "a number"
             problems.append(f"task.{key} = {value}: {requirement} ({kind}); type task.{key}={example}")
     if problems:
         raise ConfigError(*problems)
