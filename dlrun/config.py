@@ -37,7 +37,7 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     check_val_every_n_epoch: int = 1
-    log_every_n_steps: int = 10
+    log_every_n_steps: int = 50
     limit_batches: int | None = None
     fast_dev_run: bool = False
     deterministic: bool = False

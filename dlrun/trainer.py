@@ -26,6 +26,7 @@ from dlrun.signals import StopRequests
 from dlrun.tasks.base import Task
 
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+TRAINING_OUTPUTS = ("output", "target")  # what a training step returns for task.training_metrics, not as metrics
 FAST_DEV_RUN_BATCHES = 2
 
 
@@ -73,7 +74,7 @@ class Trainer:
         gradient_clip_val: float | None = None,
         accumulate_grad_batches: int = 1,
         check_val_every_n_epoch: int = 1,
-        log_every_n_steps: int = 10,
+        log_every_n_steps: int = 50,
         limit_batches: int | None = None,
         fast_dev_run: bool = False,
         deterministic: bool = False,
@@ -162,9 +163,10 @@ class Trainer:
         """The task's metrics over a whole split, named split/name."""
         task.model.eval()
         loss_sums, outputs, targets = [], [], []  # per batch: loss times batch size, outputs, targets
+        place = self._placer(data)
         for batch in self._limited(data.batches(split), data.num_batches(split)):
             with self._autocast():
-                step = task.evaluation_step(self._to_device(batch))
+                step = task.evaluation_step(place(batch))
             if "loss" in step:  # tasks without a loss of their own (greedy episodes) leave it out
                 loss_sums.append(step["loss"].float() * len(step["target"]))
             outputs.append(step["output"].float())
@@ -201,16 +203,18 @@ class Trainer:
         manual = task.manual_optimization
         num_batches = self._num_batches(data.num_batches("train"))  # this rank's share
         self._emit("on_train_epoch_start", num_batches)
-        totals: dict[str, Tensor] = {}  # per-batch metrics summed on the device: no host sync per step
-        counts: dict[str, int] = {}  # batches in each total: a manual task may report a metric on some steps only
+        totals: dict[str, Tensor] = {}  # the epoch's metric sums, on the device: no host sync per step
+        counts: dict[str, int] = {}  # what each sum is divided by: batches, or what training_metrics counted
+        pending: list[dict] = []  # the steps not yet in totals: they are added once per log interval
         checked_step = self.state.step  # the summed loss was finite up to this step
         batches = itertools.islice(data.batches("train", epoch), self.state.batch, num_batches)  # resumes mid-epoch
+        place = self._placer(data)
         for index, batch in enumerate(batches, start=self.state.batch):
             with self._autocast():
                 if manual:  # the task calls optimize(loss, name) for each update it makes
-                    step = task.training_step(self._to_device(batch), self._manual_step)
+                    step = task.training_step(place(batch), self._manual_step)
                 else:
-                    step = task.training_step(self._to_device(batch))
+                    step = task.training_step(place(batch))
             loss = step.get("loss")
             if self.skip_nonfinite and loss is not None and not torch.isfinite(loss):
                 self.state.skipped_batches += 1
@@ -219,12 +223,7 @@ class Trainer:
                 self.scaler.scale(
                     loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
                 ).backward()
-            for name, value in step.items():
-                if name in totals:
-                    totals[name] += value.detach() if isinstance(value, Tensor) else value
-                else:
-                    totals[name] = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach().clone()
-                counts[name] = counts.get(name, 0) + 1
+            pending.append(step)
             self._emit("on_train_batch_end")
             if manual:
                 self._count_step()
@@ -234,24 +233,43 @@ class Trainer:
                 self._optimizer_step()
             self.state.batch = index + 1
             if self.state.step % self.log_every_n_steps == 0:
-                checked_step = self._check_finite(totals, checked_step)
+                self._add_metrics(task, pending, totals, counts)
+                checked_step = self._check_finite(self._read_sums(totals), checked_step)
                 if loss is not None:
                     self._emit("on_log", {"train/loss": loss.item()})
             if self._stop_requested():
                 self.state.interrupted_by = self._stop_requests.signum or signal.SIGTERM
                 return {}
-        self._check_finite(totals, checked_step)
+        self._add_metrics(task, pending, totals, counts)
+        sums = self._read_sums(totals, across_ranks=True)  # empty when nonfinite_loss=skip skipped every batch
+        self._check_finite(sums, checked_step)
         self.state.batch = 0
-        means = {}
-        if totals:  # empty when nonfinite_loss=skip skipped every batch
-            names = list(totals)
-            sums = distributed.mean_across_ranks(torch.stack([totals[name] for name in names]))  # one read an epoch
-            batch_counts = torch.tensor([counts[name] for name in names], device=sums.device)
-            means = dict(zip(names, (sums / batch_counts).tolist(), strict=True))
+        means = {name: total / counts[name] for name, total in sums.items()}
         if self.skip_nonfinite:
             means["skipped_batches"] = self.state.skipped_batches
         # The per-step curve is train/loss; the epoch's mean loss gets a name of its own.
         return {f"train/{'loss_epoch' if name == 'loss' else name}": value for name, value in means.items()}
+
+    @torch.no_grad()
+    def _add_metrics(self, task: Task, steps: list[dict], totals: dict[str, Tensor], counts: dict[str, int]) -> None:
+        """Add the metrics of the steps since the last call to the epoch's sums, and forget the steps: a few
+        operations per log interval instead of some per step. A step's "output" and "target" go to
+        task.training_metrics together; its other values are per-batch metrics."""
+        if not steps:
+            return
+        sums: dict[str, tuple[Tensor, int]] = {}
+        for name in dict.fromkeys(name for step in steps for name in step if name not in TRAINING_OUTPUTS):
+            values = [step[name] for step in steps if name in step]
+            values = torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values, device=self.device)
+            sums[name] = (values.sum(), len(values))
+        outputs = [step["output"] for step in steps if "output" in step]
+        if outputs:
+            targets = torch.cat([step["target"] for step in steps if "output" in step])
+            sums |= task.training_metrics(torch.cat(outputs), targets)
+        for name, (total, count) in sums.items():
+            totals[name] = totals[name] + total if name in totals else total.float()
+            counts[name] = counts.get(name, 0) + count
+        steps.clear()
 
     def _stop_requested(self) -> bool:
         """A SIGINT/SIGTERM arrived; under torchrun the ranks agree on it at each logging step."""
@@ -260,10 +278,18 @@ class Trainer:
             return requested
         return self.state.step % self.log_every_n_steps == 0 and distributed.any_rank(requested, self.device)
 
-    def _check_finite(self, totals: dict[str, Tensor], checked_step: int) -> int:
-        """Read once per log interval: a NaN or infinite value makes its epoch sum so from that step on."""
-        values = torch.stack(list(totals.values())).tolist() if totals else []  # one read of all the sums
-        name = next((name for name, value in zip(totals, values, strict=True) if not math.isfinite(value)), None)
+    def _read_sums(self, totals: dict[str, Tensor], *, across_ranks: bool = False) -> dict[str, float]:
+        """The metric sums on the host, in one read; across_ranks: their mean over the ranks under torchrun."""
+        if not totals:
+            return {}
+        sums = torch.stack(list(totals.values()))
+        if across_ranks:
+            sums = distributed.mean_across_ranks(sums)
+        return dict(zip(totals, sums.tolist(), strict=True))
+
+    def _check_finite(self, sums: dict[str, float], checked_step: int) -> int:
+        """Once per log interval and epoch: a NaN or infinite value makes its epoch sum so from that step on."""
+        name = next((name for name, value in sums.items() if not math.isfinite(value)), None)
         if name is None:
             return self.state.step
         step = self.state.step
@@ -345,6 +371,12 @@ class Trainer:
     def _limited(self, batches, available: int):
         return itertools.islice(batches, self._num_batches(available))
 
+    def _placer(self, data: DataModule):
+        """What puts a batch on the device: nothing when the splits live there already in the right layout."""
+        if data.resident_on == self.device and self.memory_format is torch.contiguous_format:
+            return _as_is
+        return self._to_device
+
     def _to_device(self, batch):
         return tuple(self._placed(t) for t in batch)
 
@@ -404,3 +436,7 @@ class Trainer:
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         random.setstate(rng["python"])
+
+
+def _as_is(batch):
+    return batch

@@ -186,7 +186,26 @@ def test_a_task_stepping_itself_is_stopped_by_any_nonfinite_metric_and_cannot_sk
     task = DivergingManualTask(model)
     optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
     with pytest.raises(NonFiniteLoss, match=r"train/d_loss became NaN or infinite at one of steps 1-10"):
-        Trainer(device="cpu", max_epochs=1).fit(task, data, optimizers)
+        Trainer(device="cpu", max_epochs=1, log_every_n_steps=10).fit(task, data, optimizers)
     assert task.calls == 10  # found when the sums are read, at the first log step
     with pytest.raises(ConfigError, match="trainer.nonfinite_loss = skip: this task steps its optimizers itself"):
         Trainer(device="cpu", nonfinite_loss="skip").fit(task, data, optimizers)
+
+
+@pytest.mark.parametrize("log_every_n_steps", [3, 50])
+def test_training_accuracy_is_the_share_of_correct_training_predictions(log_every_n_steps):
+    """train/acc counts every training sample once, whether its step's outputs were summed at a log step (every 3
+    steps: several sums an epoch, the last one partial) or at the epoch's end; with lr=0 the weights stay those
+    the accuracy is computed with here."""
+    from dlrun.trainer import Trainer
+
+    cfg = compose_config("optimizer.lr=0.0", "model.dropout=0.0", "dataset.batch_size=100")
+    data = build.data(cfg)
+    task = build.task(cfg, build.model(cfg), data)
+    inputs, targets = data.train
+    assert len(targets) % 100 != 0  # a last, smaller batch
+    with torch.no_grad():
+        expected = (task.model(inputs).argmax(dim=1) == targets).float().mean().item()
+    trainer = Trainer(device="cpu", max_epochs=1, log_every_n_steps=log_every_n_steps)
+    state = trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
+    assert state.metrics["train/acc"] == pytest.approx(expected, abs=1e-6)

@@ -39,6 +39,7 @@ class EnvironmentData:
 
     target_mean = None  # nothing is standardised
     target_std = None
+    resident_on = None  # its batches stay on the CPU: the trainer places them
 
     @property
     def in_shape(self) -> list[int]:

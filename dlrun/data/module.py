@@ -38,6 +38,7 @@ class DataModule:
     persistent_workers: bool = False  # DataLoader path: keep the worker processes from epoch to epoch
     prefetch_factor: int | None = None  # DataLoader path: batches each worker loads ahead (None: torch's default)
     _loaders: dict[str, DataLoader] = field(default_factory=dict, init=False, repr=False)  # made on first use
+    resident_on: torch.device | None = field(default=None, init=False)  # where `to` put the splits, their batches
 
     def preprocessing(self) -> dict:
         """What turns a raw input into a model input, and an output back into a label: kept in checkpoints."""
@@ -55,6 +56,7 @@ class DataModule:
         if self.num_workers == 0:
             for split in SPLITS:
                 setattr(self, split, tuple(t.to(device) for t in getattr(self, split)))
+            self.resident_on = device
         return self
 
     @property

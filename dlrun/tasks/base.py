@@ -17,7 +17,10 @@ class Task(ABC):
 
     @abstractmethod
     def training_step(self, batch, *optimize: Callable) -> dict[str, Tensor | float]:
-        """{"loss": ..., other per-batch metrics}; with manual_optimization the trainer's optimize comes second."""
+        """{"loss": ..., other per-batch metrics}; with manual_optimization the trainer's optimize comes second.
+
+        A step may add "output" and "target": the trainer hands several steps' of them to training_metrics at once
+        (fewer operations per step than a metric computed on every batch)."""
 
     @abstractmethod
     def evaluation_step(self, batch) -> dict[str, Tensor]:
@@ -35,6 +38,11 @@ class Task(ABC):
 
     def prepare_data(self, data) -> None:  # noqa: B027
         """Change the splits before anything is sized from them (the schedule's steps): called once, by build.task."""
+
+    def training_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, tuple[Tensor, int]]:
+        """Metrics of the training steps' "output" and "target", several steps' joined: {name: (sum, count)}; the
+        epoch reports each name's sums over its counts (correct predictions over samples: the accuracy)."""
+        return {}
 
     def setup(self, data, device: torch.device) -> None:  # noqa: B027
         """Before training, and before a resume restores the state."""

@@ -47,7 +47,10 @@ class LanguageModelTask(Task):
         inputs, targets = batch
         logits = self.model(inputs)
         loss = with_weight_penalty(self._loss(logits, targets), self.model, l1=self.l1, l2=self.l2)
-        return {"loss": loss, "acc": (logits.detach().argmax(dim=-1) == targets).float().mean()}
+        return {"loss": loss, "output": logits.argmax(dim=-1), "target": targets}  # predictions: logits are large
+
+    def training_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, tuple[Tensor, int]]:
+        return {"acc": (outputs.eq(targets).count_nonzero(), targets.numel())}
 
     def evaluation_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         """The output is the predicted (most likely) next characters, not the logits: a split's worth of logits

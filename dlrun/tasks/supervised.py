@@ -61,10 +61,12 @@ class SupervisedTask(Task):
         loss = with_weight_penalty(self._loss(output, targets), self.model, l1=self.l1, l2=self.l2)
         for aux_output in auxiliary:
             loss = loss + self.aux_loss_weight * self._loss(aux_output, targets)
-        step = {"loss": loss}
-        if self.problem != "regression":
-            step["acc"] = self._predicted_class(output).eq(targets).float().mean()  # argmax carries no gradient
-        return step
+        if self.problem == "regression":
+            return {"loss": loss}
+        return {"loss": loss, "output": output, "target": targets}  # the accuracy: training_metrics
+
+    def training_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, tuple[Tensor, int]]:
+        return {"acc": (self._predicted_class(outputs).eq(targets).count_nonzero(), len(targets))}
 
     def evaluation_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         inputs, targets = batch
