@@ -19,21 +19,23 @@ def serialize(state: dict) -> bytes:
     return buffer.getvalue()
 
 
-IMMUTABLE = (str, int, float, bool, type(None))  # values a snapshot can share with the state
+IMMUTABLE = {str, int, float, bool, type(None)}  # types of values a snapshot can share with the state
+CPU = torch.device("cpu")
 
 
 def snapshot(state):
     """A copy of a state that later training does not change: tensors copied to the CPU, containers rebuilt, other
     values deep-copied. (Tensors sharing storage, tied weights, become separate copies.)"""
+    kind = type(state)
+    if kind in IMMUTABLE or (kind is tuple and set(map(type, state)) <= IMMUTABLE):
+        return state  # nothing to change in it (Python's RNG state is a tuple of 625 ints)
     if isinstance(state, torch.Tensor):
-        return state.detach().to("cpu", copy=True)
+        return state.detach().clone() if state.device == CPU else state.detach().to(CPU)
     if isinstance(state, dict):
         return {key: snapshot(value) for key, value in state.items()}
-    if isinstance(state, IMMUTABLE) or (isinstance(state, tuple) and all(isinstance(v, IMMUTABLE) for v in state)):
-        return state  # nothing to change in it (Python's RNG state is a tuple of 625 ints)
     if isinstance(state, list | tuple):
         values = [snapshot(value) for value in state]
-        return type(state)(*values) if hasattr(state, "_fields") else type(state)(values)  # namedtuples take fields
+        return kind(*values) if hasattr(state, "_fields") else kind(values)  # namedtuples take fields
     return copy.deepcopy(state)
 
 

@@ -1,6 +1,7 @@
 """The checkpoint callback's saving schedule in real fits: every epoch, or epochs saved together within
 save_interval_s, with the best epoch's state kept in memory until it is written."""
 
+import math
 from collections import namedtuple
 
 import pytest
@@ -12,7 +13,7 @@ from dlrun.callbacks.checkpoint import Checkpoint
 from dlrun.checkpoint import load, snapshot
 from dlrun.errors import ConfigError
 from dlrun.run import seed_everything
-from dlrun.trainer import Trainer
+from dlrun.trainer import NonFiniteLoss, Trainer
 
 from conftest import compose_config
 
@@ -36,16 +37,32 @@ class DiskProbe(Callback):
         self.weights.append({name: tensor.clone() for name, tensor in trainer.network.state_dict().items()})
 
 
-def fit(run_dir, save_interval_s: float) -> tuple[Checkpoint, DiskProbe]:
+class Poison(Callback):
+    """Makes a weight NaN after each batch of epoch `epoch`: training diverges there."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, trainer) -> None:
+        if trainer.state.epoch + 1 == self.epoch:
+            with torch.no_grad():
+                next(trainer.network.parameters()).fill_(float("nan"))
+
+
+def fit(run_dir, save_interval_s: float, *callbacks: Callback) -> tuple[Checkpoint, DiskProbe]:
+    checkpoint = Checkpoint(run_dir=run_dir, config={}, save_interval_s=save_interval_s)
+    probe = DiskProbe(checkpoint)
+    train(checkpoint, probe, *callbacks)
+    return checkpoint, probe
+
+
+def train(*callbacks: Callback) -> None:
     cfg = compose_config(*JUMPY)
     seed_everything(cfg.seed)
     data = build.data(cfg)
     task = build.task(cfg, build.model(cfg), data)
-    checkpoint = Checkpoint(run_dir=run_dir, config={}, save_interval_s=save_interval_s)
-    probe = DiskProbe(checkpoint)
-    trainer = Trainer(max_epochs=EPOCHS, limit_batches=4, device="cpu", callbacks=[checkpoint, probe])
+    trainer = Trainer(max_epochs=EPOCHS, limit_batches=4, device="cpu", callbacks=list(callbacks))
     trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
-    return checkpoint, probe
 
 
 def test_interval_zero_saves_every_epoch(run_dir):
@@ -94,3 +111,20 @@ def test_a_snapshot_does_not_change_with_the_state():
     assert torch.equal(kept["model"]["w"], torch.ones(3)) and torch.equal(kept["pair"].weights, torch.zeros(2))
     assert type(kept["pair"]) is Pair and kept["pair"].count == 1
     assert kept["rng"] == (3, (1, 2, 3), None) and kept["tags"] == ["a"]
+
+
+def test_a_diverging_run_keeps_the_newest_good_state_it_held(run_dir):
+    """Diverging in epoch 5: last.pt gets the newest state copied in memory (the last epoch that improved), not the
+    diverged weights nor a later epoch's that was never copied (it did not improve, and training went on)."""
+    checkpoint = Checkpoint(run_dir=run_dir, config={}, save_interval_s=3600)
+    probe = DiskProbe(checkpoint)
+    with pytest.raises(NonFiniteLoss):
+        train(checkpoint, probe, Poison(epoch=5))
+    losses = probe.val_losses
+    assert len(losses) == 4
+    improved = [epoch + 1 for epoch in range(4) if losses[epoch] < min(losses[:epoch], default=math.inf)]
+    assert improved[-1] < 4, losses  # epoch 4 did not improve: it was only owed, never copied
+    last, best = load(checkpoint.last_path), load(checkpoint.best_path)
+    assert last["epoch"] == best["epoch"] == improved[-1]
+    for name, tensor in probe.weights[improved[-1] - 1].items():
+        assert torch.equal(last["model"][name], tensor), name

@@ -2,8 +2,9 @@
 
 The state is serialised at the end of the epoch and written (fsync, rename) on a background thread while the next
 epoch trains; training ends, or a signal stops it, only once the files are on disk. Epochs shorter than
-save_interval_s are saved together: their newest state (and the best one, when it is newer than best.pt) is kept
-as an in-memory copy until the interval has passed, training ends, it diverges or a signal stops it.
+save_interval_s are saved together: last.pt gets the newest state once the interval has passed, training ends or a
+signal stops it, and a best state newer than best.pt is kept as an in-memory copy meanwhile. A run that diverges
+keeps the last save's files (at most save_interval_s of training old) and that best state.
 """
 
 import math
@@ -37,6 +38,7 @@ class Checkpoint(Callback):
         self.best: float | None = None
         self.writer = BackgroundWriter()
         self.unsaved: dict[Path, dict] = {}  # a state each file is still to get
+        self.live_step: int | None = None  # last.pt is owed the trainer's state as it was at this step: no copy
         self.saved_at = -math.inf  # time.monotonic() of the last save
 
     @property
@@ -52,23 +54,31 @@ class Checkpoint(Callback):
         improved = value is not None and is_improvement(value, self.best, self.mode)
         if improved:
             self.best = value
-        state = trainer.state_dict() | {"config": self.config}
         due = time.monotonic() - self.saved_at >= self.save_interval_s
-        kept = state if due else snapshot(state)  # a copy when kept: the next epochs change the tensors
+        if not (due or improved):
+            self.live_step = trainer.state.step  # read when saved, unless training went on and failed
+            return
+        state = trainer.state_dict()
+        kept = (state if due else snapshot(state)) | {"config": self.config}  # a copy when kept: training goes on
         self.unsaved |= dict.fromkeys([self.last_path, *([self.best_path] if improved else [])], kept)
+        self.live_step = None
         if due:
-            self._save_unsaved()
+            self._save_unsaved(trainer)
 
     def on_interrupt(self, trainer) -> None:
+        self.live_step = None
         self.unsaved[self.last_path] = trainer.state_dict() | {"config": self.config}  # resumes at the very next batch
-        self._save_unsaved()
+        self._save_unsaved(trainer)
         self.writer.wait()
 
     def on_fit_end(self, trainer) -> None:
-        self._save_unsaved()  # after a divergence too: the last good epoch's state
+        self._save_unsaved(trainer)  # after a divergence too: the newest good state held
         self.writer.wait()
 
-    def _save_unsaved(self) -> None:
+    def _save_unsaved(self, trainer) -> None:
+        if self.live_step == trainer.state.step:  # no step since that epoch's end: its state is the trainer's
+            self.unsaved[self.last_path] = trainer.state_dict() | {"config": self.config}
+        self.live_step = None
         serialized: dict[int, bytes] = {}  # a state shared by last.pt and best.pt is serialised once
         files = {}
         for path, state in self.unsaved.items():

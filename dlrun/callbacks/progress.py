@@ -74,7 +74,7 @@ class Progress(Callback):
         line = Text(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}")
         for name, value in metrics.items():
             line.append(f"  {name} ").append(f"{value:.4g}", style="bold")
-        self.console.print(line, highlight=False)  # built as Text: no markup to parse, no highlighter to run
+        self.console.print(line, highlight=False, soft_wrap=True)  # Text: no markup to parse, no highlighter to run
 
     def on_fit_end(self, trainer) -> None:
         self.bar.stop()
