@@ -2,9 +2,11 @@
 
 import json
 
+import pytest
 import torch
 
 from dlrun import build
+from dlrun.errors import ConfigError
 from dlrun.run import run
 
 from conftest import compose_config
@@ -34,6 +36,15 @@ def test_the_two_paths_shard_alike_for_each_rank_and_together_cover_every_split(
     train_size = in_memory.size("train")
     assert sum(seen["train"]) == train_size - train_size % 3  # drop_last: every rank takes as many samples
     assert sum(seen["test"]) == in_memory.size("test")  # evaluation: every sample once
+
+
+def test_more_processes_than_samples_in_a_split_is_refused_naming_the_split():
+    data = build.data(compose_config())
+    smallest = min(("train", "val", "test"), key=data.size)
+    processes = data.size(smallest) + 1  # one process would get no sample of that split
+    with pytest.raises(ConfigError, match=rf"the {smallest} split has {processes - 1} samples, and each of the job's"):
+        data.shard(0, processes)
+    data.shard(0, processes - 1)  # one sample each is enough
 
 
 def test_persistent_prefetching_workers_give_the_same_batches_and_stay_between_epochs():

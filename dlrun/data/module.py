@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from dlrun.errors import ConfigError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -68,6 +70,13 @@ class DataModule:
         """Read only process `rank`'s share of each split: train as a DistributedSampler with drop_last shards it
         (one permutation per epoch, cut to a multiple of world_size, every world_size-th sample), val and test
         every world_size-th sample from `rank` on, each sample once (the trainer gathers them back in order)."""
+        smallest = min(SPLITS, key=self.size)
+        if self.size(smallest) < world_size:
+            raise ConfigError(
+                f"dataset: the {smallest} split has {self.size(smallest)} samples, and each of the job's {world_size} "
+                f"processes needs one; start fewer processes (torchrun --nproc_per_node) or give the {smallest} split "
+                "more samples (dataset.val_fraction, dataset.test_fraction)"
+            )
         if (rank, world_size) != (self.rank, self.world_size):
             self.rank, self.world_size = rank, world_size
             self._loaders.clear()
