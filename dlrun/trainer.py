@@ -27,6 +27,8 @@ from dlrun.tasks.base import Task
 
 AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 TRAINING_OUTPUTS = ("output", "target")  # what a training step returns for task.training_metrics, not as metrics
+KEPT_STEPS = 32  # at most this many steps' metrics and outputs wait on the device to be summed (bounds their memory)
+STOP_AGREEMENT_STEPS = 10  # under torchrun the ranks agree on a stop signal every this many optimizer steps
 FAST_DEV_RUN_BATCHES = 2
 
 
@@ -224,6 +226,8 @@ class Trainer:
                     loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
                 ).backward()
             pending.append(step)
+            if len(pending) == KEPT_STEPS:
+                self._add_metrics(task, pending, totals, counts)
             self._emit("on_train_batch_end")
             if manual:
                 self._count_step()
@@ -253,15 +257,15 @@ class Trainer:
     @torch.no_grad()
     def _add_metrics(self, task: Task, steps: list[dict], totals: dict[str, Tensor], counts: dict[str, int]) -> None:
         """Add the metrics of the steps since the last call to the epoch's sums, and forget the steps: a few
-        operations per log interval instead of some per step. A step's "output" and "target" go to
-        task.training_metrics together; its other values are per-batch metrics."""
+        operations per log interval (or KEPT_STEPS steps) instead of some per step. A step's "output" and "target"
+        go to task.training_metrics together; its other values are per-batch metrics."""
         if not steps:
             return
         sums: dict[str, tuple[Tensor, int]] = {}
         for name in dict.fromkeys(name for step in steps for name in step if name not in TRAINING_OUTPUTS):
             values = [step[name] for step in steps if name in step]
-            values = torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values, device=self.device)
-            sums[name] = (values.sum(), len(values))
+            values = torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values)
+            sums[name] = (values.to(self.device, torch.float32).sum(), len(values))  # bf16 would round the sum
         outputs = [step["output"] for step in steps if "output" in step]
         if outputs:
             targets = torch.cat([step["target"] for step in steps if "output" in step])
@@ -272,11 +276,11 @@ class Trainer:
         steps.clear()
 
     def _stop_requested(self) -> bool:
-        """A SIGINT/SIGTERM arrived; under torchrun the ranks agree on it at each logging step."""
+        """A SIGINT/SIGTERM arrived; under torchrun the ranks agree on it every STOP_AGREEMENT_STEPS steps."""
         requested = self._stop_requests.signum is not None
         if not self.world.distributed:
             return requested
-        return self.state.step % self.log_every_n_steps == 0 and distributed.any_rank(requested, self.device)
+        return self.state.step % STOP_AGREEMENT_STEPS == 0 and distributed.any_rank(requested, self.device)
 
     def _read_sums(self, totals: dict[str, Tensor], *, across_ranks: bool = False) -> dict[str, float]:
         """The metric sums on the host, in one read; across_ranks: their mean over the ranks under torchrun."""

@@ -49,6 +49,14 @@ class Poison(Callback):
                 next(trainer.network.parameters()).fill_(float("nan"))
 
 
+class Crash(Poison):
+    """Fails after the first forward and backward of epoch `epoch`, before its first optimizer step."""
+
+    def on_train_batch_end(self, trainer) -> None:
+        if trainer.state.epoch + 1 == self.epoch:
+            raise RuntimeError("out of memory, say")
+
+
 def fit(run_dir, save_interval_s: float, *callbacks: Callback) -> tuple[Checkpoint, DiskProbe]:
     checkpoint = Checkpoint(run_dir=run_dir, config={}, save_interval_s=save_interval_s)
     probe = DiskProbe(checkpoint)
@@ -113,13 +121,16 @@ def test_a_snapshot_does_not_change_with_the_state():
     assert kept["rng"] == (3, (1, 2, 3), None) and kept["tags"] == ["a"]
 
 
-def test_a_diverging_run_keeps_the_newest_good_state_it_held(run_dir):
-    """Diverging in epoch 5: last.pt gets the newest state copied in memory (the last epoch that improved), not the
-    diverged weights nor a later epoch's that was never copied (it did not improve, and training went on)."""
+@pytest.mark.parametrize(("failure", "error"), [(Poison, NonFiniteLoss), (Crash, RuntimeError)])
+def test_a_run_failing_mid_epoch_keeps_the_newest_good_state_it_held(run_dir, failure, error):
+    """Diverging in epoch 5, or failing there before its first optimizer step (the forward pass has changed the
+    RNG, a batch norm's statistics): last.pt gets the newest state copied in memory (the last epoch that
+    improved), not the live state nor epoch 4's, which was never copied (it did not improve, and training went
+    on)."""
     checkpoint = Checkpoint(run_dir=run_dir, config={}, save_interval_s=3600)
     probe = DiskProbe(checkpoint)
-    with pytest.raises(NonFiniteLoss):
-        train(checkpoint, probe, Poison(epoch=5))
+    with pytest.raises(error):
+        train(checkpoint, probe, failure(epoch=5))
     losses = probe.val_losses
     assert len(losses) == 4
     improved = [epoch + 1 for epoch in range(4) if losses[epoch] < min(losses[:epoch], default=math.inf)]

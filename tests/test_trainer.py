@@ -192,18 +192,18 @@ def test_a_task_stepping_itself_is_stopped_by_any_nonfinite_metric_and_cannot_sk
         Trainer(device="cpu", nonfinite_loss="skip").fit(task, data, optimizers)
 
 
-@pytest.mark.parametrize("log_every_n_steps", [3, 50])
-def test_training_accuracy_is_the_share_of_correct_training_predictions(log_every_n_steps):
-    """train/acc counts every training sample once, whether its step's outputs were summed at a log step (every 3
-    steps: several sums an epoch, the last one partial) or at the epoch's end; with lr=0 the weights stay those
-    the accuracy is computed with here."""
+@pytest.mark.parametrize(("log_every_n_steps", "batch_size"), [(3, 100), (50, 100), (1000, 16)])
+def test_training_accuracy_is_the_share_of_correct_training_predictions(log_every_n_steps, batch_size):
+    """train/acc counts every training sample once, whether its step's outputs were summed at log steps (every 3
+    steps: several sums an epoch, the last one partial), at the epoch's end, or every KEPT_STEPS steps (79 steps
+    of 16, no log step); with lr=0 the weights stay those the accuracy is computed with here."""
     from dlrun.trainer import Trainer
 
-    cfg = compose_config("optimizer.lr=0.0", "model.dropout=0.0", "dataset.batch_size=100")
+    cfg = compose_config("optimizer.lr=0.0", "model.dropout=0.0", f"dataset.batch_size={batch_size}")
     data = build.data(cfg)
     task = build.task(cfg, build.model(cfg), data)
     inputs, targets = data.train
-    assert len(targets) % 100 != 0  # a last, smaller batch
+    assert len(targets) % batch_size != 0  # a last, smaller batch
     with torch.no_grad():
         expected = (task.model(inputs).argmax(dim=1) == targets).float().mean().item()
     trainer = Trainer(device="cpu", max_epochs=1, log_every_n_steps=log_every_n_steps)

@@ -3,8 +3,8 @@
 The state is serialised at the end of the epoch and written (fsync, rename) on a background thread while the next
 epoch trains; training ends, or a signal stops it, only once the files are on disk. Epochs shorter than
 save_interval_s are saved together: last.pt gets the newest state once the interval has passed, training ends or a
-signal stops it, and a best state newer than best.pt is kept as an in-memory copy meanwhile. A run that diverges
-keeps the last save's files (at most save_interval_s of training old) and that best state.
+signal stops it, and an improving epoch's state is kept as an in-memory copy meanwhile. A run that diverges or
+fails mid-epoch writes its newest copy: last.pt is at most save_interval_s of training old.
 """
 
 import math
@@ -38,7 +38,7 @@ class Checkpoint(Callback):
         self.best: float | None = None
         self.writer = BackgroundWriter()
         self.unsaved: dict[Path, dict] = {}  # a state each file is still to get
-        self.live_step: int | None = None  # last.pt is owed the trainer's state as it was at this step: no copy
+        self.owed_live = False  # last.pt is owed the trainer's state as the epoch left it (no copy kept)
         self.saved_at = -math.inf  # time.monotonic() of the last save
 
     @property
@@ -56,17 +56,19 @@ class Checkpoint(Callback):
             self.best = value
         due = time.monotonic() - self.saved_at >= self.save_interval_s
         if not (due or improved):
-            self.live_step = trainer.state.step  # read when saved, unless training went on and failed
+            self.owed_live = True  # read when saved, if that is before the next epoch starts
             return
         state = trainer.state_dict()
         kept = (state if due else snapshot(state)) | {"config": self.config}  # a copy when kept: training goes on
         self.unsaved |= dict.fromkeys([self.last_path, *([self.best_path] if improved else [])], kept)
-        self.live_step = None
+        self.owed_live = False
         if due:
             self._save_unsaved(trainer)
 
+    def on_train_epoch_start(self, trainer, num_batches: int) -> None:
+        self.owed_live = False  # the state changes from the first batch on (weights, batch-norm statistics, RNG)
+
     def on_interrupt(self, trainer) -> None:
-        self.live_step = None
         self.unsaved[self.last_path] = trainer.state_dict() | {"config": self.config}  # resumes at the very next batch
         self._save_unsaved(trainer)
         self.writer.wait()
@@ -76,9 +78,9 @@ class Checkpoint(Callback):
         self.writer.wait()
 
     def _save_unsaved(self, trainer) -> None:
-        if self.live_step == trainer.state.step:  # no step since that epoch's end: its state is the trainer's
+        if self.owed_live:  # training has not gone on since that epoch's end: its state is the trainer's
             self.unsaved[self.last_path] = trainer.state_dict() | {"config": self.config}
-        self.live_step = None
+        self.owed_live = False
         serialized: dict[int, bytes] = {}  # a state shared by last.pt and best.pt is serialised once
         files = {}
         for path, state in self.unsaved.items():

@@ -72,10 +72,11 @@ class DataModule:
         every world_size-th sample from `rank` on, each sample once (the trainer gathers them back in order)."""
         smallest = min(SPLITS, key=self.size)
         if self.size(smallest) < world_size:
+            fewer = "start fewer processes (torchrun --nproc_per_node) or " if world_size > 1 else ""
             raise ConfigError(
                 f"dataset: the {smallest} split has {self.size(smallest)} samples, and each of the job's {world_size} "
-                f"processes needs one; start fewer processes (torchrun --nproc_per_node) or give the {smallest} split "
-                "more samples (dataset.val_fraction, dataset.test_fraction)"
+                f"processes needs one; {fewer}give the {smallest} split more samples (dataset.val_fraction, "
+                "dataset.test_fraction)"
             )
         if (rank, world_size) != (self.rank, self.world_size):
             self.rank, self.world_size = rank, world_size

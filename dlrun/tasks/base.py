@@ -20,7 +20,8 @@ class Task(ABC):
         """{"loss": ..., other per-batch metrics}; with manual_optimization the trainer's optimize comes second.
 
         A step may add "output" and "target": the trainer hands several steps' of them to training_metrics at once
-        (fewer operations per step than a metric computed on every batch)."""
+        (fewer operations per step than a metric computed on every batch). The trainer keeps a few steps' values
+        before summing them: detach a metric that backward does not go through, or its graph is kept as well."""
 
     @abstractmethod
     def evaluation_step(self, batch) -> dict[str, Tensor]:
