@@ -44,6 +44,7 @@ class TrainerConfig:
     nonfinite_loss: str = "stop"
     compile: bool = False
     channels_last: bool = False
+    data_on_device: Any = "auto"  # auto | true | false
 
 
 @dataclass
@@ -132,6 +133,9 @@ def _check_trainer(cfg: DictConfig) -> list[str]:
         value = trainer[key]
         if value is not None and value < 1:
             problems.append(f"trainer.{key} = {value}: must be at least 1; type trainer.{key}=1")
+    on_device = trainer.data_on_device
+    if not (isinstance(on_device, bool) or on_device == "auto"):
+        problems.append(f"trainer.data_on_device = {on_device}: unknown; type trainer.data_on_device=auto|true|false")
     if trainer.nonfinite_loss not in ("stop", "skip"):
         problems.append(f"trainer.nonfinite_loss = {trainer.nonfinite_loss}: unknown; type stop or skip")
     clip = trainer.gradient_clip_val

@@ -83,6 +83,7 @@ class Trainer:
         nonfinite_loss: str = "stop",
         compile: bool = False,
         channels_last: bool = False,
+        data_on_device: bool | str = "auto",
         callbacks: Sequence[Callback] = (),
     ):
         self.max_epochs = 1 if fast_dev_run else max_epochs
@@ -98,6 +99,7 @@ class Trainer:
         self.skip_nonfinite = nonfinite_loss == "skip"
         self.compile = compile
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.data_on_device = data_on_device
         # Under torchrun only rank 0 prints, logs and saves; early stopping decides on every rank alike.
         self.callbacks = [c for c in callbacks if self.world.is_main or c.on_every_rank]
         self.state = State()
@@ -125,7 +127,7 @@ class Trainer:
         """Train until max_epochs or a callback stops it; `checkpoint` (a state_dict of this class) resumes."""
         self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
         self.network = task.model.to(self.device, memory_format=self.memory_format)
-        self._shard(data).to(self.device)
+        self._put_data(self._shard(data))
         if task.manual_optimization:
             self._check_manual_settings()
         task.setup(data, self.device)
@@ -155,7 +157,7 @@ class Trainer:
         if weights is not None:
             task.model.load_state_dict(weights)
         task.model.to(self.device)
-        data.to(self.device)
+        self._put_data(data)
         metrics = self.evaluate(task, data, "val") | self.evaluate(task, data, "test")
         self._emit("on_test_end", metrics)
         return metrics
@@ -374,6 +376,12 @@ class Trainer:
 
     def _limited(self, batches, available: int):
         return itertools.islice(batches, self._num_batches(available))
+
+    def _put_data(self, data: DataModule) -> None:
+        """The in-memory splits go to the device once, batches are then gathered there, where trainer.data_on_device
+        lets them (auto: where they fit, DataModule.fits_on); otherwise each batch is copied to it."""
+        if self.data_on_device is True or (self.data_on_device == "auto" and data.fits_on(self.device)):
+            data.to(self.device)
 
     def _placer(self, data: DataModule):
         """What puts a batch on the device: nothing when the splits live there already in the right layout."""

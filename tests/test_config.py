@@ -71,6 +71,7 @@ def test_trainer_keys_are_typed():
         (["trainer.precision=8"], "trainer.precision = 8: unknown; type one of trainer.precision=32|bf16|16"),
         (["trainer.device=tpu"], "trainer.device = tpu: unknown"),
         (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches = 0: must be at least 1"),
+        (["trainer.data_on_device=maybe"], "trainer.data_on_device = maybe: unknown; type trainer.data_on_device=auto"),
         (["optimizer=sgd", "optimizer.momentum=0", "optimizer.nesterov=true"], "nesterov = true needs momentum"),
         (["scheduler=step", "scheduler.interval=batch"], "scheduler.interval = batch: unknown"),
         (["ckpt_path=missing/last.pt"], "ckpt_path = missing/last.pt: no such file"),

@@ -62,9 +62,26 @@ def test_persistent_prefetching_workers_give_the_same_batches_and_stay_between_e
     assert len(workers[0]) == 2 and workers[0] == workers[1]  # the same processes served both epochs
 
 
-def test_the_two_paths_train_to_the_same_accuracy(tmp_path):
+@pytest.mark.parametrize("other_path", ["dataset.num_workers=1", "trainer.data_on_device=false"])
+def test_the_paths_train_to_the_same_accuracy(tmp_path, other_path):
+    """The splits on the device (the default), against a DataLoader, or against batches copied to the device one
+    by one (trainer.data_on_device=false: the splits stay in host memory)."""
     overrides = ["trainer.max_epochs=2", "trainer.deterministic=true"]
     run(compose_config(*overrides), tmp_path / "memory")
-    run(compose_config(*overrides, "dataset.num_workers=1"), tmp_path / "loader")
-    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("memory", "loader")]
+    run(compose_config(*overrides, other_path), tmp_path / "other")
+    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("memory", "other")]
     assert metrics[0] == metrics[1]
+
+
+def test_splits_stay_in_host_memory_with_data_on_device_false():
+    from dlrun.trainer import Trainer
+
+    cfg = compose_config()
+    data = build.data(cfg)
+    task = build.task(cfg, build.model(cfg), data)
+    for on_device, resident_on in (("auto", torch.device("cpu")), (False, None)):
+        data.resident_on = None
+        trainer = Trainer(device="cpu", max_epochs=1, limit_batches=2, data_on_device=on_device)
+        trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
+        assert data.resident_on == resident_on  # where the batches were gathered: on the device, or not
+        assert data.fits_on(torch.device("cpu"))  # host memory holds the splits already

@@ -37,6 +37,7 @@ KEYS = [
     "trainer.accumulate_grad_batches",
     "trainer.log_every_n_steps",
     "trainer.check_val_every_n_epoch",
+    "trainer.data_on_device",
     "callbacks.checkpoint.monitor",
     "callbacks.early_stopping.patience",
     "callbacks.checkpoint.save_interval_s",

@@ -73,6 +73,9 @@ class EnvironmentData:
         first = VAL_SEEDS if split == "val" else TEST_SEEDS
         yield from ((seed[None],) for seed in torch.arange(first, first + self.num_batches(split)))
 
+    def fits_on(self, device: torch.device) -> bool:
+        return True  # nothing is kept: the environment makes the data
+
     def to(self, device: torch.device) -> "EnvironmentData":
         return self  # the environment runs on the CPU; the task moves observations to the device
 

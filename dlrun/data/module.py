@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from dlrun.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
+DEVICE_SHARE = 0.5  # the splits go to a GPU when they take at most this share of its free memory (fits_on)
 
 
 @dataclass
@@ -60,6 +61,15 @@ class DataModule:
                 setattr(self, split, tuple(t.to(device) for t in getattr(self, split)))
             self.resident_on = device
         return self
+
+    def fits_on(self, device: torch.device) -> bool:
+        """Whether the splits may live on the device: on a GPU, at most DEVICE_SHARE of its free memory (the model,
+        its activations and the optimizer need the rest); host memory holds them already."""
+        if device.type != "cuda":
+            return True
+        free, _total = torch.cuda.mem_get_info(device)
+        tensors = [tensor for split in SPLITS for tensor in getattr(self, split)]
+        return sum(tensor.nbytes for tensor in tensors) <= DEVICE_SHARE * free
 
     @property
     def in_shape(self) -> list[int]:
