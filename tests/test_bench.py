@@ -1,0 +1,32 @@
+"""The benchmark script's own correctness, not its timings: its variants do the same arithmetic as dlrun, and its
+GPU section runs (here on the CPU, without torch.compile) so that it still works where a GPU is lent."""
+
+import sys
+
+import pytest
+import torch
+
+from dlrun import build
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench_train  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_dlrun_and_the_plain_loops_over_tensors_end_on_the_same_validation_loss(model):
+    """Same seeds, batch order and arithmetic: the ratios compare the same work (README of benchmarks/)."""
+    cfg = bench_train.bench_config(model, 2)
+    data = build.data(cfg)
+    variants = (bench_train.DLRUN_FULL, bench_train.DLRUN_BARE, bench_train.PLAIN_TENSORS, bench_train.PLAIN_METRICS)
+    losses = {variant: bench_train.measure(variant, cfg, data).val_loss for variant in variants}
+    # Equal but for the last rounding of the mean (dlrun divides on the host, the plain loops in float32).
+    assert all(loss == pytest.approx(losses[bench_train.PLAIN_TENSORS], rel=1e-6) for loss in losses.values()), losses
+
+
+def test_the_gpu_section_measures_both_loops_and_reports_them():
+    result = bench_train.bench_gpu(torch.device("cpu"), samples=64, batch_size=32, epochs=3, compiled=False)
+    assert set(result.images_per_s) == {"dlrun", "plain"} and all(v > 0 for v in result.images_per_s.values())
+    table = bench_train.markdown(bench_train.gpu_reports(result))
+    assert "| dlrun Trainer |" in table and "| plain loop |" in table
