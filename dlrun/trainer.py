@@ -99,6 +99,8 @@ class Trainer:
         self.skip_nonfinite = nonfinite_loss == "skip"
         self.compile = compile
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if not (isinstance(data_on_device, bool) or data_on_device == "auto"):
+            raise ValueError(f"data_on_device must be True, False or 'auto', not {data_on_device!r}")
         self.data_on_device = data_on_device
         # Under torchrun only rank 0 prints, logs and saves; early stopping decides on every rank alike.
         self.callbacks = [c for c in callbacks if self.world.is_main or c.on_every_rank]

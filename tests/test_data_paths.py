@@ -62,15 +62,23 @@ def test_persistent_prefetching_workers_give_the_same_batches_and_stay_between_e
     assert len(workers[0]) == 2 and workers[0] == workers[1]  # the same processes served both epochs
 
 
+TWO_EPOCHS = ["trainer.max_epochs=2", "trainer.deterministic=true"]
+
+
+@pytest.fixture(scope="module")
+def in_memory_metrics(tmp_path_factory) -> dict:
+    """The final metrics of a default run: the splits on the device, batches gathered there."""
+    run_dir = tmp_path_factory.mktemp("memory")
+    run(compose_config(*TWO_EPOCHS), run_dir)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
 @pytest.mark.parametrize("other_path", ["dataset.num_workers=1", "trainer.data_on_device=false"])
-def test_the_paths_train_to_the_same_accuracy(tmp_path, other_path):
-    """The splits on the device (the default), against a DataLoader, or against batches copied to the device one
-    by one (trainer.data_on_device=false: the splits stay in host memory)."""
-    overrides = ["trainer.max_epochs=2", "trainer.deterministic=true"]
-    run(compose_config(*overrides), tmp_path / "memory")
-    run(compose_config(*overrides, other_path), tmp_path / "other")
-    metrics = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("memory", "other")]
-    assert metrics[0] == metrics[1]
+def test_the_paths_train_to_the_same_accuracy(tmp_path, in_memory_metrics, other_path):
+    """Against a DataLoader, or against batches copied to the device one by one (trainer.data_on_device=false:
+    the splits stay in host memory)."""
+    run(compose_config(*TWO_EPOCHS, other_path), tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == in_memory_metrics
 
 
 def test_splits_stay_in_host_memory_with_data_on_device_false():
@@ -84,4 +92,6 @@ def test_splits_stay_in_host_memory_with_data_on_device_false():
         trainer = Trainer(device="cpu", max_epochs=1, limit_batches=2, data_on_device=on_device)
         trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
         assert data.resident_on == resident_on  # where the batches were gathered: on the device, or not
-        assert data.fits_on(torch.device("cpu"))  # host memory holds the splits already
+    assert data.fits_on(torch.device("cpu"))  # host memory holds the splits already
+    with pytest.raises(ValueError, match="data_on_device must be True, False or 'auto', not 'false'"):
+        Trainer(device="cpu", data_on_device="false")

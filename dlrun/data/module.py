@@ -68,8 +68,8 @@ class DataModule:
         if device.type != "cuda":
             return True
         free, _total = torch.cuda.mem_get_info(device)
-        tensors = [tensor for split in SPLITS for tensor in getattr(self, split)]
-        return sum(tensor.nbytes for tensor in tensors) <= DEVICE_SHARE * free
+        elsewhere = [tensor for split in SPLITS for tensor in getattr(self, split) if tensor.device != device]
+        return sum(tensor.nbytes for tensor in elsewhere) <= DEVICE_SHARE * free  # those there are not in `free`
 
     @property
     def in_shape(self) -> list[int]:
