@@ -29,6 +29,17 @@ RECONSTRUCTION = "reconstruction"  # loss.problem under task=autoencoder|vae: th
 AUTOENCODERS = {"dlrun.models.autoencoder.autoencoder": "autoencoder", "dlrun.models.autoencoder.vae": "vae"}
 
 
+# The config groups a run cannot do without, and the option conf/config.yaml picks for each.
+REQUIRED_GROUPS = {
+    "dataset": "digits",
+    "model": "mlp",
+    "task": "supervised",
+    "loss": "cross_entropy",
+    "optimizer": "adam",
+    "callbacks": "default",
+}
+
+
 @dataclass
 class TrainerConfig:
     max_epochs: int = 30
@@ -90,12 +101,18 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _check_present(cfg: DictConfig) -> None:
-    """The keys of the schemas are dlrun's own: removing one (~seed) leaves dlrun without it."""
+    """The keys of the schemas are dlrun's own: removing one (~seed), or a group a run needs (~model), leaves dlrun
+    without it."""
+    unchosen = [
+        f"{group}: removed, but dlrun needs one; leave out ~{group}, or type {group}={option}"
+        for group, option in REQUIRED_GROUPS.items()
+        if group in cfg and cfg[group] is None
+    ]
     missing = [f.name for f in fields(RunConfig) if f.name not in cfg]
     missing += [f"trainer.{f.name}" for f in fields(TrainerConfig) if "trainer" in cfg and f.name not in cfg.trainer]
     missing += [f"loss.{key}" for key in LOSS_KEYS if OmegaConf.is_dict(cfg.get("loss")) and key not in cfg.loss]
-    if missing:
-        raise ConfigError(*(f"{key}: removed, but dlrun needs it; leave out ~{key}" for key in missing))
+    if missing or unchosen:
+        raise ConfigError(*unchosen, *(f"{key}: removed, but dlrun needs it; leave out ~{key}" for key in missing))
 
 
 def _check_resolves(cfg: DictConfig) -> None:
