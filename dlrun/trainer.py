@@ -222,7 +222,7 @@ class Trainer:
                 else:
                     step = task.training_step(place(batch))
             loss = step.get("loss")
-            if self.skip_nonfinite and loss is not None and not torch.isfinite(loss):
+            if self.skip_nonfinite and loss is not None and self._nonfinite(loss):
                 self.state.skipped_batches += 1
                 continue
             if not manual:
@@ -278,6 +278,11 @@ class Trainer:
             totals[name] = totals[name] + total if name in totals else total.float()
             counts[name] = counts.get(name, 0) + count
         steps.clear()
+
+    def _nonfinite(self, loss: Tensor) -> bool:
+        """nonfinite_loss=skip: whether to skip the batch. Under torchrun every rank skips it when the loss of any is
+        NaN or infinite: DDP's backward is a collective that all ranks join or none."""
+        return distributed.any_rank(not torch.isfinite(loss), self.device)
 
     def _stop_requested(self) -> bool:
         """A SIGINT/SIGTERM arrived; under torchrun the ranks agree on it every STOP_AGREEMENT_STEPS steps."""

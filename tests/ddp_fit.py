@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from dlrun import build
 from dlrun.distributed import World
@@ -21,9 +22,10 @@ data = build.data(cfg)
 model = build.model(cfg)
 task = build.task(cfg, model, data)
 optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
-trainer = Trainer(max_epochs=2, limit_batches=8, device="cpu")
-trainer.fit(task, data, optimizers)
+trainer = Trainer(**OmegaConf.to_container(cfg.trainer))
+state = trainer.fit(task, data, optimizers)
 rank = trainer.world.rank
 torch.save(trainer.network.state_dict(), out / f"rank{rank}.pt")
 seen = {"train_batches": data.num_batches("train"), "test_samples": len(list(data._order("test", 0)))}
+seen |= {"steps": state.step, "skipped_batches": state.skipped_batches}
 (out / f"rank{rank}.json").write_text(json.dumps(trainer.evaluate(task, data, "test") | seen))

@@ -44,6 +44,19 @@ def test_ranks_end_with_identical_weights_and_evaluate_their_shards(tmp_path):
         assert all(metrics[name] == pytest.approx(whole[name], rel=1e-5) for name in whole)
 
 
+def test_ranks_skip_a_nonfinite_batch_together(tmp_path):
+    """nonfinite_loss=skip with an infinite loss on batches holding a 9, which the two ranks draw at different
+    steps: every rank skips a batch that any rank finds non-finite (a rank skipping DDP's backward alone made gloo
+    abort on a collective mismatch)."""
+    skip = ["loss.criterion.class_weights=[1,1,1,1,1,1,1,1,1,inf]", "trainer.nonfinite_loss=skip"]
+    result = torchrun(DDP_FIT, str(tmp_path), *skip, "dataset.batch_size=4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert seen[0]["steps"] == seen[1]["steps"] > 0 and seen[0]["skipped_batches"] == seen[1]["skipped_batches"] > 0
+    first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(first[name], second[name]) and torch.isfinite(first[name]).all() for name in first)
+
+
 def test_two_nodes_meet_through_the_c10d_rendezvous(tmp_path):
     """Two torchrun launchers, one process each, as on two machines: they find each other through the rendezvous
     endpoint (here on localhost) and train as one job."""
