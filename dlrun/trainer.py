@@ -249,7 +249,7 @@ class Trainer:
                 self.state.interrupted_by = self._stop_requests.signum or signal.SIGTERM
                 return {}
         self._add_metrics(task, pending, totals, counts)
-        sums = self._read_sums(totals, across_ranks=True)  # empty when nonfinite_loss=skip skipped every batch
+        sums = self._read_sums(totals)  # empty when nonfinite_loss=skip skipped every batch
         self._check_finite(sums, checked_step)
         self.state.batch = 0
         means = {name: total / counts[name] for name, total in sums.items()}
@@ -291,13 +291,12 @@ class Trainer:
             return requested
         return self.state.step % STOP_AGREEMENT_STEPS == 0 and distributed.any_rank(requested, self.device)
 
-    def _read_sums(self, totals: dict[str, Tensor], *, across_ranks: bool = False) -> dict[str, float]:
-        """The metric sums on the host, in one read; across_ranks: their mean over the ranks under torchrun."""
+    def _read_sums(self, totals: dict[str, Tensor]) -> dict[str, float]:
+        """The metric sums on the host, in one read. Under torchrun their mean over the ranks: every rank then takes
+        the same decision on a NaN (one rank stopping alone would leave the others waiting in a collective)."""
         if not totals:
             return {}
-        sums = torch.stack(list(totals.values()))
-        if across_ranks:
-            sums = distributed.mean_across_ranks(sums)
+        sums = distributed.mean_across_ranks(torch.stack(list(totals.values())))
         return dict(zip(totals, sums.tolist(), strict=True))
 
     def _check_finite(self, sums: dict[str, float], checked_step: int) -> int:

@@ -57,6 +57,18 @@ def test_ranks_skip_a_nonfinite_batch_together(tmp_path):
     assert all(torch.equal(first[name], second[name]) and torch.isfinite(first[name]).all() for name in first)
 
 
+def test_ranks_stop_together_on_a_nonfinite_loss_one_of_them_sees(tmp_path):
+    """With batches of 4 and an infinite class weight for 9s, rank 0 alone draws a 9 at the first step: the summed
+    metrics are reduced across ranks before the check, so both stop with the message (rank 1 used to die of a
+    closed gloo connection in its next step)."""
+    overrides = ["loss.criterion.class_weights=[1,1,1,1,1,1,1,1,1,inf]", "trainer.log_every_n_steps=1"]
+    result = torchrun(DDP_FIT, str(tmp_path), *overrides, "dataset.batch_size=4", cwd=tmp_path)
+    assert result.returncode != 0
+    for rank in (0, 1):
+        assert f"[rank{rank}]: dlrun.trainer.NonFiniteLoss: train/loss became NaN or infinite" in result.stderr
+    assert "gloo" not in result.stderr, result.stderr[-3000:]
+
+
 def test_two_nodes_meet_through_the_c10d_rendezvous(tmp_path):
     """Two torchrun launchers, one process each, as on two machines: they find each other through the rendezvous
     endpoint (here on localhost) and train as one job."""
