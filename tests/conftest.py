@@ -32,6 +32,16 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) 
     return subprocess.run([DLRUN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+ENV = {"PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}  # for torchrun's ranks
+
+
+def torchrun(*args, cwd, timeout=300):
+    """The real torchrun (python -m torch.distributed.run) starting 2 processes on this machine."""
+    command = [*TORCHRUN, "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
 def option_names(group: str) -> list[str]:
     """Every option of a config group: one per YAML file under conf/<group>/."""
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))

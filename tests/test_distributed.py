@@ -4,7 +4,6 @@ import json
 import math
 import socket
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,16 +11,9 @@ import torch
 from dlrun import build
 from dlrun.trainer import Trainer
 
-from conftest import REPO, compose_config, only_run_dir
+from conftest import ENV, REPO, TORCHRUN, compose_config, only_run_dir, torchrun
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
-ENV = {"PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
 DDP_FIT = str(REPO / "tests" / "ddp_fit.py")
-
-
-def torchrun(*args, cwd, timeout=300):
-    command = [*TORCHRUN, "--standalone", "--nproc_per_node=2", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
 
 
 def test_ranks_end_with_identical_weights_and_evaluate_their_shards(tmp_path):
