@@ -38,6 +38,8 @@ def init_process_group(device: torch.device) -> None:
     destroyed when the process exits: left to the interpreter's finalization, gloo's threads may abort it
     ("terminate called without an active exception")."""
     if not dist.is_initialized():
+        if device.type == "cuda":  # NCCL's collectives (broadcast_object_list's too) use the current device
+            torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         atexit.register(_destroy_process_group)
 

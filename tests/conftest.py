@@ -36,10 +36,10 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 ENV = {"PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}  # for torchrun's ranks
 
 
-def torchrun(*args, cwd, timeout=300):
+def torchrun(*args, cwd, timeout=300, env=ENV):
     """The real torchrun (python -m torch.distributed.run) starting 2 processes on this machine."""
     command = [*TORCHRUN, "--standalone", "--nproc_per_node=2", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def option_names(group: str) -> list[str]:

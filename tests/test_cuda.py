@@ -4,6 +4,7 @@ batches copied one by one when the splits stay in host memory, the benchmark's G
 GPUs under torchrun."""
 
 import json
+import os
 import sys
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 from dlrun import build
 from dlrun.trainer import Trainer
 
-from conftest import REPO, compose_config, only_run_dir, torchrun
+from conftest import ENV, REPO, compose_config, only_run_dir, torchrun
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda", 0)
@@ -50,8 +51,9 @@ def test_channels_last_and_compile_train_on_the_gpu():
         "trainer.compile=true",
         "trainer.max_epochs=2",
     )
-    conv = next(module for module in task.model.modules() if isinstance(module, torch.nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    convolutions = [module for module in task.model.modules() if isinstance(module, torch.nn.Conv2d)]
+    assert all(conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in convolutions)
+    assert not convolutions[-1].weight.is_contiguous()  # NHWC indeed (a 1-channel first layer would be both)
     assert state.metrics["val/acc"] > 0.5
 
 
@@ -71,7 +73,8 @@ def test_the_benchmarks_gpu_section_measures_both_loops():
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs a GPU per process: 2 GPUs")
 def test_two_processes_train_over_nccl(tmp_path):
-    result = torchrun("-m", "dlrun", "trainer.device=auto", "print_config=false", cwd=tmp_path, timeout=600)
+    env = os.environ | ENV | {"PATH": os.environ["PATH"]}  # the GPU's libraries and devices as this process sees them
+    result = torchrun("-m", "dlrun", "trainer.device=cuda", "print_config=false", cwd=tmp_path, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((only_run_dir(tmp_path / "outputs") / "metrics.json").read_text())
     assert metrics["test/acc"] >= 0.95
