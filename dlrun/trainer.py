@@ -270,10 +270,10 @@ class Trainer:
             values = [step[name] for step in steps if name in step]
             values = torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values)
             sums[name] = (values.to(self.device, torch.float32).sum(), len(values))  # bf16 would round the sum
-        outputs = [step["output"] for step in steps if "output" in step]
-        if outputs:
-            targets = torch.cat([step["target"] for step in steps if "output" in step])
-            sums |= task.training_metrics(torch.cat(outputs), targets)
+        kept = [(step["output"], step["target"]) for step in steps if "output" in step]
+        if kept:
+            outputs, targets = zip(*kept, strict=True)
+            sums |= task.training_metrics(torch.cat(outputs), torch.cat(targets))
         for name, (total, count) in sums.items():
             totals[name] = totals[name] + total if name in totals else total.float()
             counts[name] = counts.get(name, 0) + count

@@ -42,6 +42,15 @@ def torchrun(*args, cwd, timeout=300, env=ENV):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def import_bench_train():
+    """benchmarks/bench_train.py, imported: a folder of scripts, not a package."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_train
+
+    return bench_train
+
+
 def option_names(group: str) -> list[str]:
     """Every option of a config group: one per YAML file under conf/<group>/."""
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))

@@ -1,17 +1,14 @@
 """The benchmark script's own correctness, not its timings: its variants do the same arithmetic as dlrun, and its
 GPU section runs (here on the CPU, without torch.compile) so that it still works where a GPU is lent."""
 
-import sys
-
 import pytest
 import torch
 
 from dlrun import build
 
-from conftest import REPO
+from conftest import import_bench_train
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-import bench_train  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+bench_train = import_bench_train()
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])

@@ -59,7 +59,7 @@ class Checkpoint(Callback):
             self.owed_live = True  # read when saved, if that is before the next epoch starts
             return
         state = trainer.state_dict()
-        kept = (state if due else snapshot(state)) | {"config": self.config}  # a copy when kept: training goes on
+        kept = self._with_config(state if due else snapshot(state))  # a copy when kept: training goes on
         self.unsaved |= dict.fromkeys([self.last_path, *([self.best_path] if improved else [])], kept)
         self.owed_live = False
         if due:
@@ -69,7 +69,7 @@ class Checkpoint(Callback):
         self.owed_live = False  # the state changes from the first batch on (weights, batch-norm statistics, RNG)
 
     def on_interrupt(self, trainer) -> None:
-        self.unsaved[self.last_path] = trainer.state_dict() | {"config": self.config}  # resumes at the very next batch
+        self.unsaved[self.last_path] = self._with_config(trainer.state_dict())  # resumes at the very next batch
         self._save_unsaved(trainer)
         self.writer.wait()
 
@@ -79,7 +79,7 @@ class Checkpoint(Callback):
 
     def _save_unsaved(self, trainer) -> None:
         if self.owed_live:  # training has not gone on since that epoch's end: its state is the trainer's
-            self.unsaved[self.last_path] = trainer.state_dict() | {"config": self.config}
+            self.unsaved[self.last_path] = self._with_config(trainer.state_dict())
         self.owed_live = False
         serialized: dict[int, bytes] = {}  # a state shared by last.pt and best.pt is serialised once
         files = {}
@@ -91,6 +91,9 @@ class Checkpoint(Callback):
             self.writer.write(files)
         self.unsaved = {}
         self.saved_at = time.monotonic()
+
+    def _with_config(self, state: dict) -> dict:
+        return state | {"config": self.config}  # the run's config travels with every checkpoint, never copied
 
     def state_dict(self) -> dict:
         return {"best": self.best}
