@@ -213,7 +213,8 @@ class Trainer:
         counts: dict[str, int] = {}  # what each sum is divided by: batches, or what training_metrics counted
         pending: list[dict] = []  # the steps not yet in totals: they are added once per log interval
         checked_step = self.state.step  # the summed loss was finite up to this step
-        batches = itertools.islice(data.batches("train", epoch), self.state.batch, num_batches)  # resumes mid-epoch
+        resumed = self.state.batch  # a resumed epoch skips the batches done, without reading them
+        batches = itertools.islice(data.batches("train", epoch, start=resumed), num_batches - resumed)
         place = self._placer(data)
         for index, batch in enumerate(batches, start=self.state.batch):
             with self._autocast():

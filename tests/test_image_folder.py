@@ -132,7 +132,7 @@ def test_bad_folders_are_config_errors(tmp_path, layout, settings, message):
     elif layout in ("empty", "one_class", "broken", "stray_class"):
         root.mkdir()
         if layout != "empty":
-            write_images(root / "train", 4, seed=0)
+            write_images(root / "train", 8 if layout == "broken" else 4, seed=0)  # broken: enough to split first
         if layout == "one_class":
             for name in CLASSES[1:]:
                 for file in (root / "train" / name).iterdir():

@@ -3,8 +3,10 @@
   root/<class>/*.png|jpg|...                      split into train/val/test by val_fraction and test_fraction, or
   root/train/<class>/...  [root/val/<class>/...]  [root/test/<class>/...]   where a missing val/ or test/ is
                                                                              held out of train/ by its fraction.
-Every image is read once (in threads), converted to in_shape's channels (1: grey, 3: RGB), resized to its height
-and width, and kept as a tensor; dataset.transforms then work per batch as for the other image datasets.
+In memory (dataset.storage, auto where the images fit) every image is read once, in threads, converted to in_shape's
+channels (1: grey, 3: RGB), resized to its height and width and kept as a tensor; streamed, each image is read when a
+DataLoader worker needs it (dlrun/data/streaming.py), so that a folder of any size trains in bounded memory.
+Nothing is written into root.
 """
 
 import os
@@ -15,14 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlrun.data.images import image_data_module
+from dlrun.data.images import image_data_module, image_stream_module
 from dlrun.data.module import DataModule
-from dlrun.data.splits import split_off
+from dlrun.data.splits import hold_out_splits
+from dlrun.data.storage import in_memory
+from dlrun.data.streaming import MODES, UNREADABLE, FileImages, pil_pixels
 from dlrun.errors import ConfigError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 SPLIT_FOLDERS = ("train", "val", "test")
-MODES = {1: "L", 3: "RGB"}  # in_shape's channels -> the PIL mode images are converted to
+BYTES_PER_VALUE = 5  # in memory: a float32 value per pixel and channel, and its uint8 while reading
 
 
 def load(
@@ -36,40 +40,57 @@ def load(
     split_seed: int = 0,
     normalize: bool = True,
     transforms: dict | None = None,
+    storage: str = "auto",
+    unreadable: str = "skip",
     batch_size: int = 64,
     num_workers: int = 0,
     shuffle_seed: int = 0,
 ) -> DataModule:
     root_dir = _root(root)
+    check_image_settings(in_shape, unreadable)
+    listed = _list_images(root_dir)
+    class_names = sorted({label for files in listed.values() for _, label in files})
+    _check_classes(root_dir, listed, class_names, num_classes)
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = {split: np.array([index[label] for _, label in files], dtype=np.int64) for split, files in listed.items()}
+    chosen = hold_out_splits(labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed)
+    paths = {split: [listed[origin][i][0] for i in indices] for split, (origin, indices) in chosen.items()}
+    split_labels = {split: labels[origin][indices] for split, (origin, indices) in chosen.items()}
+    fields = {"batch_size": batch_size, "num_workers": num_workers, "shuffle_seed": shuffle_seed}
+    per_sample = any(((transforms or {}).get("per_sample") or {}).get(which) for which in ("train", "eval"))
+    images = sum(len(files) for files in listed.values())
+    if not in_memory(
+        storage,
+        nbytes=images * int(np.prod(in_shape)) * BYTES_PER_VALUE,
+        stream_only="dataset.transforms.per_sample works on images decoded one at a time" if per_sample else None,
+    ):
+        sources = {split: (FileImages(paths[split]), split_labels[split]) for split in SPLIT_FOLDERS}
+        return image_stream_module(
+            sources,
+            in_shape=in_shape,
+            normalize=normalize,
+            transforms=transforms,
+            unreadable=unreadable,
+            seed=shuffle_seed,
+            key="dataset.root",
+            class_names=class_names,
+            **fields,
+        )
+    xs = [_read_all(paths[split], in_shape).float().div_(255) for split in SPLIT_FOLDERS]
+    ys = [torch.as_tensor(split_labels[split]) for split in SPLIT_FOLDERS]
+    return image_data_module(
+        xs, ys, in_shape=in_shape, normalize=normalize, transforms=transforms, class_names=class_names, **fields
+    )
+
+
+def check_image_settings(in_shape: Sequence[int], unreadable: str) -> None:
     if len(in_shape) != 3 or in_shape[0] not in MODES:
         raise ConfigError(
             f"dataset.in_shape = {list(in_shape)}: type [channels, height, width] with 1 (grey) or 3 (colour) "
             "channels, e.g. dataset.in_shape=[3,64,64]"
         )
-    listed = _list_images(root_dir)
-    class_names = sorted({label for files in listed.values() for _, label in files})
-    _check_classes(root_dir, listed, class_names, num_classes)
-    index = {name: i for i, name in enumerate(class_names)}
-    splits = {split: _read_all(files, index, in_shape) for split, files in listed.items()}
-    test_held_out = "test" not in splits
-    splits = _hold_out(splits, "test", test_fraction, test_fraction, split_seed)
-    # val_fraction is a share of all the images: of what is left once test images were held out too.
-    share = val_fraction / (1 - test_fraction) if test_held_out else val_fraction
-    splits = _hold_out(splits, "val", val_fraction, share, split_seed)
-
-    xs = [splits[split][0].float().div_(255) for split in SPLIT_FOLDERS]
-    ys = [splits[split][1] for split in SPLIT_FOLDERS]
-    return image_data_module(
-        xs,
-        ys,
-        in_shape=in_shape,
-        normalize=normalize,
-        transforms=transforms,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle_seed=shuffle_seed,
-        class_names=class_names,
-    )
+    if unreadable not in UNREADABLE:
+        raise ConfigError(f"dataset.unreadable = {unreadable}: type one of {', '.join(UNREADABLE)}")
 
 
 def _root(root: str | None) -> Path:
@@ -128,42 +149,24 @@ def _check_classes(root: Path, listed: dict, class_names: list[str], num_classes
         )
 
 
-def _read_all(files: list[tuple[Path, str]], index: dict[str, int], in_shape: Sequence[int]):
-    """uint8 images (N, C, H, W) and long labels; decoding runs in threads (PIL releases the GIL)."""
+def _read_all(paths: list[Path], in_shape: Sequence[int]) -> torch.Tensor:
+    """uint8 images (N, C, H, W); decoding runs in threads (PIL releases the GIL)."""
     channels, height, width = in_shape
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        images = list(pool.map(lambda item: _read_image(item[0], MODES[channels], (width, height)), files))
+        images = list(pool.map(lambda path: _read_image(path, MODES[channels], (width, height)), paths))
     stacked = np.stack(images) if images else np.zeros((0, height, width, channels), dtype=np.uint8)
     if stacked.ndim == 3:
         stacked = stacked[..., None]
-    labels = torch.tensor([index[label] for _, label in files], dtype=torch.long)
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(), labels
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
 
 def _read_image(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert(mode).resize(size, Image.Resampling.BILINEAR))
+        return pil_pixels(path, mode, size)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise ConfigError(
             f"dataset.root: {path} cannot be read as an image ({type(error).__name__}: {error}); "
-            "replace or delete the file"
+            "replace or delete the file, or stream the folder (dataset.storage=stream) to skip such files"
         ) from error
-
-
-def _hold_out(splits: dict, split: str, fraction: float, share: float, seed: int) -> dict:
-    """Hold `share` of the training images out as `split` (stratified), where the root has no such folder."""
-    if split in splits:
-        return splits
-    images, labels = splits["train"]
-    try:
-        kept, held = split_off(labels.numpy(), fraction=share, seed=seed, stratify=True)
-    except ValueError as error:
-        raise ConfigError(
-            f"dataset.{split}_fraction = {fraction}: cannot hold out a {split} set with every class from "
-            f"{len(labels)} training images ({error}); add a {split}/ folder or more images per class"
-        ) from error
-    kept, held = torch.as_tensor(kept), torch.as_tensor(held)
-    return splits | {"train": (images[kept], labels[kept]), split: (images[held], labels[held])}

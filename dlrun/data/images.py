@@ -1,12 +1,19 @@
-"""Image splits as a DataModule: per-channel standardisation with the training split's statistics, and transforms."""
+"""Image splits as a DataModule, in memory or streamed: per-channel standardisation with the training split's
+statistics, the per-batch transforms, and for streamed images the per-sample ones."""
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import torch
 from torch import Tensor
 
-from dlrun.data.module import DataModule
+from dlrun.data.module import SPLITS, DataModule
 from dlrun.data.splits import standardize
+from dlrun.data.streaming import Decoder, ImageSamples, ImageSource
 from dlrun.data.transforms import image_transforms, parse_size
+from dlrun.errors import ConfigError
+
+STATS_SAMPLES = 256  # streamed: the training images (at most) whose pixels give the mean and std
 
 
 def image_data_module(
@@ -20,18 +27,124 @@ def image_data_module(
     **fields,
 ) -> DataModule:
     """The train, val and test images (float, 0..max_value) and labels; `fields` are DataModule's other fields."""
+    transforms = dict(transforms or {})
+    if _per_sample(transforms.pop("per_sample", None)):
+        raise ConfigError(
+            "dataset.transforms.per_sample: these images are held in memory, already decoded; use "
+            "dataset.transforms.train.* for them, or stream them (dataset=image_folder dataset.storage=stream)"
+        )
     input_mean = input_std = None
     if normalize:
         xs, input_mean, input_std = standardize(*xs, dims=(0, 2, 3))
-    train_transform, eval_transform = image_transforms(
-        transforms, in_shape=in_shape, mean=input_mean, std=input_std, max_value=max_value
-    )
     return DataModule(
-        *zip(xs, ys, strict=True),
-        input_mean=input_mean,
-        input_std=input_std,
-        train_transform=train_transform,
-        eval_transform=eval_transform,
-        resize=parse_size((transforms or {}).get("resize")),
+        *zip(xs, ys, strict=True), **_batch_transforms(transforms, in_shape, input_mean, input_std, max_value), **fields
+    )
+
+
+def image_stream_module(
+    sources: dict[str, tuple[ImageSource, Sequence[int]]],
+    *,
+    in_shape: Sequence[int],
+    normalize: bool,
+    transforms: Mapping | None,
+    unreadable: str,
+    seed: int,
+    key: str,
+    **fields,
+) -> DataModule:
+    """Streamed train, val and test images: (source, labels) each. Without per-sample transforms every image is
+    decoded at in_shape's size (as the in-memory path reads it); with them at full size, then transformed, and the
+    eval transform must give in_shape. The mean and std are those of up to STATS_SAMPLES training images as eval sees
+    them, unless dataset.transforms.per_sample gives them (ImageNet's, say)."""
+    transforms = dict(transforms or {})
+    per_sample = _per_sample(transforms.pop("per_sample", None))
+    channels = in_shape[0]
+    decode = Decoder(channels, None if per_sample.get("train") or per_sample.get("eval") else in_shape[1:])
+    train_transform, eval_transform = (_compose(per_sample.get(which)) for which in ("train", "eval"))
+
+    def samples(split: str, transform, mean=None, std=None) -> ImageSamples:
+        source, labels = sources[split]
+        common = {"decode": decode, "seed": seed, "unreadable": unreadable, "key": key}
+        return ImageSamples(source, labels, transform=transform, mean=mean, std=std, **common)
+
+    eval_view = samples("train", eval_transform)
+    _check_shape(eval_view, in_shape, "dataset.transforms.per_sample.eval")
+    _check_shape(samples("train", train_transform), in_shape, "dataset.transforms.per_sample.train")
+    mean, std = _statistics(eval_view, per_sample, channels) if normalize else (None, None)
+    splits = [samples(split, train_transform if split == "train" else eval_transform, mean, std) for split in SPLITS]
+    return DataModule(
+        *splits,
+        sample_shape=list(in_shape),
+        **_batch_transforms(transforms, in_shape, mean, std, 1.0),
         **fields,
     )
+
+
+def _batch_transforms(transforms: dict, in_shape, mean, std, max_value) -> dict:
+    train_transform, eval_transform = image_transforms(
+        transforms, in_shape=in_shape, mean=mean, std=std, max_value=max_value
+    )
+    return {
+        "input_mean": mean,
+        "input_std": std,
+        "train_transform": train_transform,
+        "eval_transform": eval_transform,
+        "resize": parse_size(transforms.get("resize")),
+    }
+
+
+def _per_sample(config: Mapping | None) -> dict:
+    config = dict(config or {})
+    unknown = sorted(set(config) - {"train", "eval", "mean", "std"})
+    if unknown:
+        key = f"dataset.transforms.per_sample.{unknown[0]}"
+        raise ConfigError(f"{key}: unknown key; the keys are train, eval, mean, std")
+    return {key: value for key, value in config.items() if value}
+
+
+def _compose(transforms: list | None):
+    if not transforms:
+        return None
+    from torchvision.transforms import v2
+
+    return v2.Compose(list(transforms))
+
+
+def _check_shape(samples: ImageSamples, in_shape: Sequence[int], key: str) -> None:
+    """The first readable training image, transformed, must have in_shape: the model is built for it."""
+    for index in range(min(len(samples), 16)):
+        sample = samples[index]
+        if isinstance(sample, tuple):
+            shape = list(sample[0].shape)
+            if shape != list(in_shape):
+                raise ConfigError(
+                    f"{key} makes images of shape {shape}, dataset.in_shape is {list(in_shape)}; type "
+                    f"dataset.in_shape=[{','.join(map(str, shape))}] or change the transforms' sizes"
+                )
+            return
+    raise ConfigError(f"dataset.root: none of the first {min(len(samples), 16)} training images can be read")
+
+
+def _statistics(samples: ImageSamples, per_sample: dict, channels: int) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std (C, 1, 1): given, or measured on up to STATS_SAMPLES training images in order
+    (all of them, on a small dataset: then the same figures as the in-memory path's)."""
+    given = [per_sample.get(name) for name in ("mean", "std")]
+    if any(given):
+        if not all(given) or any(len(values) != channels for values in given):
+            raise ConfigError(
+                f"dataset.transforms.per_sample.mean and .std: give both, {channels} value(s) each, or neither "
+                "(to measure them)"
+            )
+        return tuple(torch.tensor(values, dtype=torch.float32).reshape(channels, 1, 1) for values in given)
+    count = len(samples)
+    chosen = range(count)
+    if count > STATS_SAMPLES:
+        chosen = np.sort(np.random.default_rng(0).choice(count, STATS_SAMPLES, replace=False)).tolist()
+    images = []
+    for index in chosen:
+        try:
+            images.append(samples.pixels(index))
+        except (OSError, ValueError, RuntimeError):
+            continue  # an unreadable image is named when training reaches it
+    stacked = torch.stack(images)
+    return stacked.mean(dim=(0, 2, 3), keepdim=True)[0], stacked.std(dim=(0, 2, 3), keepdim=True)[0].clamp_min(1e-8)

@@ -1,9 +1,11 @@
-"""The splits of one dataset as tensors, and their batches.
+"""The splits of one dataset, in memory or streamed, and their batches.
 
-Whole splits live as tensors (on the training device once `to` is called) and are batched by
-indexing with a seeded permutation: no per-sample Python. With num_workers > 0 the batches come
-from a torch DataLoader instead. Image datasets may add a train and an eval transform (dlrun/data/transforms.py),
-applied to whole batches; without them a batch is the indexed tensors and nothing more.
+In memory a split is a pair of tensors (on the training device once `to` is called), batched by indexing with a
+seeded permutation: no per-sample Python. Streamed, a split is a map-style torch Dataset that reads and decodes one
+sample at a time (dlrun/data/streaming.py), batched by a torch DataLoader whose workers do the reading; with
+num_workers > 0 the in-memory splits are batched by a DataLoader too. Both take the same sample order, so a
+resumed epoch skips the indices already trained on and torchrun's ranks read disjoint shares. Image datasets may add
+a train and an eval transform (dlrun/data/transforms.py), applied to whole batches.
 """
 
 import math
@@ -12,19 +14,21 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
+from dlrun.data.streaming import Unreadable, report_unreadable
 from dlrun.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 DEVICE_SHARE = 0.5  # the splits go to a GPU when they take at most this share of its free memory (fits_on)
+Split = tuple[Tensor, Tensor] | Dataset  # in memory: (inputs, targets); streamed: a Dataset of (input, target)
 
 
 @dataclass
 class DataModule:
-    train: tuple[Tensor, Tensor]
-    val: tuple[Tensor, Tensor]
-    test: tuple[Tensor, Tensor]
+    train: Split
+    val: Split
+    test: Split
     batch_size: int
     num_workers: int = 0
     shuffle_seed: int = 0  # the training order of epoch e is a permutation seeded with shuffle_seed + e
@@ -40,6 +44,8 @@ class DataModule:
     world_size: int = 1
     persistent_workers: bool = False  # DataLoader path: keep the worker processes from epoch to epoch
     prefetch_factor: int | None = None  # DataLoader path: batches each worker loads ahead (None: torch's default)
+    sample_shape: list[int] | None = None  # streamed splits: the shape of one input (in memory: the tensors')
+    unreadable: dict[str, str] = field(default_factory=dict)  # streamed: samples skipped, by name, with the reason
     _loaders: dict[str, DataLoader] = field(default_factory=dict, init=False, repr=False)  # made on first use
     resident_on: torch.device | None = field(default=None, init=False)  # where `to` put the splits, their batches
 
@@ -54,9 +60,14 @@ class DataModule:
             "resize": None if self.resize is None else list(self.resize),
         }
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the splits are read sample by sample (Datasets) rather than held as tensors."""
+        return not isinstance(self.train, tuple)
+
     def to(self, device: torch.device) -> "DataModule":
         """Move the splits to the device once; the DataLoader path copies each batch instead."""
-        if self.num_workers == 0:
+        if self.num_workers == 0 and not self.streamed:
             for split in SPLITS:
                 setattr(self, split, tuple(t.to(device) for t in getattr(self, split)))
             self.resident_on = device
@@ -65,6 +76,8 @@ class DataModule:
     def fits_on(self, device: torch.device) -> bool:
         """Whether the splits may live on the device: on a GPU, at most DEVICE_SHARE of its free memory (the model,
         its activations and the optimizer need the rest); host memory holds them already."""
+        if self.streamed:
+            return False
         if device.type != "cuda":
             return True
         free, _total = torch.cuda.mem_get_info(device)
@@ -74,10 +87,10 @@ class DataModule:
     @property
     def in_shape(self) -> list[int]:
         """The shape of one input."""
-        return list(self.train[0].shape[1:])
+        return list(self.sample_shape) if self.streamed else list(self.train[0].shape[1:])
 
     def shard(self, rank: int, world_size: int) -> "DataModule":
-        """Read only process `rank`'s share of each split: train as a DistributedSampler with drop_last shards it
+        """Read only process `rank`'s share of each split: train as DistributedSampler with drop_last shards it
         (one permutation per epoch, cut to a multiple of world_size, every world_size-th sample), val and test
         every world_size-th sample from `rank` on, each sample once (the trainer gathers them back in order)."""
         smallest = min(SPLITS, key=self.size)
@@ -95,7 +108,8 @@ class DataModule:
 
     def size(self, split: str) -> int:
         """Samples of the split: all of them, not this process's share."""
-        return len(getattr(self, split)[1])
+        data = getattr(self, split)
+        return len(data[1]) if isinstance(data, tuple) else len(data)
 
     def num_batches(self, split: str) -> int:
         """This process's batches of the split."""
@@ -108,36 +122,46 @@ class DataModule:
             return count // self.world_size
         return len(range(self.rank, count, self.world_size))
 
-    def batches(self, split: str, epoch: int = 0, *, whole: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self, split: str, epoch: int = 0, *, whole: bool = False, start: int = 0
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of a split: shuffled by epoch for train, in order for val and test; this process's share of
-        them. whole=True: every sample of the split in order on every process, as evaluation sees it."""
+        them. whole=True: every sample of the split in order on every process, as evaluation sees it. start: the
+        batches already done (a resumed epoch), skipped without being read."""
         transform = self.train_transform if split == "train" and not whole else self.eval_transform
-        batches = self._indexed_batches(split, epoch, whole)
+        if self.streamed or self.num_workers:
+            batches = self._loaded_batches(split, epoch, whole, start)
+        else:
+            batches = self._indexed_batches(split, epoch, whole, start)
         if transform is None:
             yield from batches
             return
         for inputs, targets in batches:
             yield transform(inputs), targets
 
-    def _indexed_batches(self, split: str, epoch: int, whole: bool) -> Iterator[tuple[Tensor, Tensor]]:
+    def _indexed_batches(self, split: str, epoch: int, whole: bool, start: int) -> Iterator[tuple[Tensor, Tensor]]:
         inputs, targets = getattr(self, split)
-        if self.num_workers and not whole:
-            loader = self._loader(split)
-            if isinstance(loader.sampler, DistributedSampler):
-                loader.sampler.set_epoch(epoch)
-            yield from loader
-            return
         if split == "train" and not whole:  # a seeded permutation; each batch gathered by one index_select
-            for index in self._order(split, epoch).to(targets.device).split(self.batch_size):
+            order = self._order(split, epoch)[start * self.batch_size :]
+            for index in order.to(targets.device).split(self.batch_size):
                 yield inputs.index_select(0, index), targets.index_select(0, index)
             return
         if not whole:  # this process's share of val or test, the samples _order lists
             inputs, targets = inputs[self.rank :: self.world_size], targets[self.rank :: self.world_size]
-        for start in range(0, len(targets), self.batch_size):  # in order; copies, so that nothing can change the split
-            yield inputs[start : start + self.batch_size].clone(), targets[start : start + self.batch_size].clone()
+        for begin in range(start * self.batch_size, len(targets), self.batch_size):  # copies: the split stays as it is
+            yield inputs[begin : begin + self.batch_size].clone(), targets[begin : begin + self.batch_size].clone()
+
+    def _loaded_batches(self, split: str, epoch: int, whole: bool, start: int) -> Iterator[tuple[Tensor, Tensor]]:
+        loader = self._loader(split)
+        loader.batch_sampler.set(epoch=epoch, whole=whole, start=start)
+        for batch, unreadable in loader:
+            for sample in unreadable:
+                report_unreadable(self.unreadable, sample)
+            if len(batch[1]):
+                yield batch
 
     def _order(self, split: str, epoch: int) -> Tensor:
-        """This process's sample indices in batch order: the in-memory twin of _loader's samplers."""
+        """This process's sample indices in batch order, for both the indexed and the DataLoader path."""
         count = self.size(split)
         if split != "train":
             return torch.arange(self.rank, count, self.world_size)
@@ -145,19 +169,14 @@ class DataModule:
         return order[: count - count % self.world_size][self.rank :: self.world_size]
 
     def _loader(self, split: str) -> DataLoader:
-        """The split's DataLoader, made once: its workers can then persist, and the train sampler's epoch is set."""
+        """The split's DataLoader, made once: its workers can then persist from epoch to epoch."""
         if split not in self._loaders:
-            dataset = TensorDataset(*getattr(self, split))
-            if split == "train":
-                sampler = DistributedSampler(
-                    dataset, num_replicas=self.world_size, rank=self.rank, seed=self.shuffle_seed, drop_last=True
-                )
-            else:
-                sampler = self._order(split, epoch=0).tolist()
+            data = getattr(self, split)
+            dataset = TensorDataset(*data) if isinstance(data, tuple) else data
             self._loaders[split] = DataLoader(
                 dataset,
-                batch_size=self.batch_size,
-                sampler=sampler,
+                batch_sampler=EpochBatches(self, split, keyed=not isinstance(data, tuple)),
+                collate_fn=collate,
                 num_workers=self.num_workers,
                 pin_memory=torch.cuda.is_available(),
                 persistent_workers=self.persistent_workers,
@@ -165,3 +184,38 @@ class DataModule:
                 generator=torch.Generator().manual_seed(self.shuffle_seed),  # leaves the global RNG alone
             )
         return self._loaders[split]
+
+
+class EpochBatches(Sampler[list[int]]):
+    """The sample indices of a split's batches in one epoch, as DataModule._order lists them: `set` picks the epoch,
+    whole (every sample in order) and the batches to skip. Keyed: each index carries its epoch as
+    epoch * size + index, so that a streamed sample's random draws are seeded by both (streaming.ImageSamples)."""
+
+    def __init__(self, data: DataModule, split: str, *, keyed: bool):
+        self.data, self.split, self.keyed = data, split, keyed
+        self.epoch, self.whole, self.start = 0, False, 0
+
+    def set(self, *, epoch: int, whole: bool, start: int) -> None:
+        self.epoch, self.whole, self.start = epoch, whole, start
+
+    def _indices(self) -> Tensor:
+        if self.whole:
+            return torch.arange(self.data.size(self.split))
+        return self.data._order(self.split, self.epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch_size = self.data.batch_size
+        indices = self._indices()[self.start * batch_size :]
+        if self.keyed:
+            indices = indices + self.epoch * self.data.size(self.split)
+        yield from (index.tolist() for index in indices.split(batch_size))
+
+    def __len__(self) -> int:
+        return math.ceil((len(self._indices()) - self.start * self.data.batch_size) / self.data.batch_size)
+
+
+def collate(samples: list) -> tuple[list[Tensor], list[Unreadable]]:
+    """A batch of the samples that could be read, and the ones that could not (streamed data skips them)."""
+    unreadable = [sample for sample in samples if isinstance(sample, Unreadable)]
+    readable = [sample for sample in samples if not isinstance(sample, Unreadable)]
+    return (default_collate(readable) if readable else [torch.empty(0), torch.empty(0)]), unreadable

@@ -5,6 +5,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
+from dlrun.errors import ConfigError
+
 
 def split_indices(
     targets: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int, stratify: bool
@@ -44,3 +46,27 @@ def as_tensors(inputs: np.ndarray, targets: np.ndarray, *, classification: bool)
     if classification:
         return x, torch.as_tensor(targets, dtype=torch.long)
     return x, torch.as_tensor(targets, dtype=torch.float32).reshape(len(targets), -1)
+
+
+def hold_out_splits(
+    labels: dict[str, np.ndarray], *, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, tuple[str, np.ndarray]]:
+    """The labels of the split folders a dataset has (train, and maybe val and test); for each of train, val and
+    test the folder its samples come from and their indices there. A missing val or test is held out of train,
+    stratified: test first by test_fraction, then val by val_fraction of all the samples."""
+    chosen = {split: (split, np.arange(len(labels[split]))) for split in labels}
+    test_held_out = "test" not in labels
+    share = val_fraction / (1 - test_fraction) if test_held_out else val_fraction
+    for split, fraction, split_share in (("test", test_fraction, test_fraction), ("val", val_fraction, share)):
+        if split in chosen:
+            continue
+        train = chosen["train"][1]
+        try:
+            kept, held = split_off(labels["train"][train], fraction=split_share, seed=seed, stratify=True)
+        except ValueError as error:
+            raise ConfigError(
+                f"dataset.{split}_fraction = {fraction}: cannot hold out a {split} set with every class from "
+                f"{len(train)} training samples ({error}); add a {split}/ folder or more samples per class"
+            ) from error
+        chosen["train"], chosen[split] = ("train", train[kept]), ("train", train[held])
+    return chosen

@@ -1,0 +1,167 @@
+"""Images read one at a time, for splits larger than memory: decoded and transformed in DataLoader workers.
+
+An ImageSamples split reads image i's bytes from its source (a file of an image folder, a row of packed shards),
+decodes it, applies the per-sample transforms (torchvision.transforms.v2, dataset.transforms.per_sample) and
+normalises it. The random draws of sample i in epoch e are seeded by (seed, e, i): the same whichever worker reads
+it, and again after a resume. An image that cannot be read comes back as Unreadable: its batch goes on without it
+and the DataModule names and counts it (dataset.unreadable=skip), or the run stops naming it (stop).
+"""
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dlrun.errors import ConfigError
+
+MODES = {1: "L", 3: "RGB"}  # channels -> the PIL mode images are converted to
+UNREADABLE = ("skip", "stop")  # dataset.unreadable: what an image that cannot be decoded does
+log = logging.getLogger("dlrun.data")
+
+
+class ImageSource(Protocol):
+    """Where a split's encoded images are: read(i) gives image i's bytes, name(i) what messages call it."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, index: int) -> bytes: ...
+
+    def name(self, index: int) -> str: ...
+
+
+@dataclass(frozen=True)
+class FileImages:
+    """Images in files, one path each."""
+
+    paths: Sequence[Path]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, index: int) -> bytes:
+        return Path(self.paths[index]).read_bytes()
+
+    def name(self, index: int) -> str:
+        return str(self.paths[index])
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A sample that could not be read, in place of the sample."""
+
+    name: str
+    reason: str
+
+
+def report_unreadable(seen: dict[str, str], sample: Unreadable) -> None:
+    """Name a skipped sample once (in dlrun.log and on the terminal) and count it in `seen`."""
+    if sample.name in seen:
+        return
+    seen[sample.name] = sample.reason
+    log.warning(
+        "skipped %s: cannot be read as an image (%s); %d skipped so far; dataset.unreadable=stop stops instead",
+        sample.name,
+        sample.reason,
+        len(seen),
+    )
+
+
+def pil_pixels(file, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    """An image file (path or file object) as uint8 pixels (H, W[, C]) in mode, resized to size = (width, height)."""
+    from PIL import Image
+
+    with Image.open(file) as image:
+        image = image.convert(mode)
+        return np.array(image if size is None else image.resize(size, Image.Resampling.BILINEAR))
+
+
+def as_chw(pixels: np.ndarray) -> Tensor:
+    """(H, W) or (H, W, C) uint8 pixels as a (C, H, W) tensor."""
+    tensor = torch.from_numpy(pixels)
+    return tensor[None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+
+
+class Decoder:
+    """Encoded bytes to a uint8 (C, H, W) tensor. Resized to `size` (H, W) when given, the way the in-memory path
+    reads images (PIL, bilinear), so that both paths see the same pixels; at full size otherwise, for per-sample
+    transforms, with torchvision.io's decoders (PIL for the formats they lack)."""
+
+    def __init__(self, channels: int, size: Sequence[int] | None):
+        self.channels = channels
+        self.size = None if size is None else (int(size[1]), int(size[0]))  # PIL's (width, height)
+
+    def __call__(self, data: bytes) -> Tensor:
+        if self.size is not None:
+            return as_chw(pil_pixels(io.BytesIO(data), MODES[self.channels], self.size))
+        from torchvision.io import ImageReadMode, decode_image
+
+        mode = ImageReadMode.RGB if self.channels == 3 else ImageReadMode.GRAY
+        try:
+            return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
+        except RuntimeError:  # a format torchvision.io does not decode (BMP, TIFF, PPM...), or a broken file
+            return as_chw(pil_pixels(io.BytesIO(data), MODES[self.channels], None))
+
+
+class ImageSamples(Dataset):
+    """A split of images read on access: image, per-sample transform, [0, 1] floats, normalised; and its label.
+    Keys are epoch * len + index (module.EpochBatches), so that each draw is seeded by (seed, epoch, index)."""
+
+    def __init__(
+        self,
+        source: ImageSource,
+        labels: Sequence[int],
+        *,
+        decode: Decoder,
+        transform: Callable[[Tensor], Tensor] | None = None,
+        mean: Tensor | None = None,
+        std: Tensor | None = None,
+        seed: int = 0,
+        unreadable: str = "skip",
+        key: str = "dataset.root",
+    ):
+        self.source, self.labels = source, [int(label) for label in labels]
+        self.decode, self.transform = decode, transform
+        self.mean, self.std = mean, std
+        self.seed, self.stop_on_unreadable, self.key = seed, unreadable == "stop", key
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key: int) -> tuple[Tensor, int] | Unreadable:
+        epoch, index = divmod(int(key), len(self))
+        try:
+            image = self.decode(self.source.read(index))
+        except (OSError, ValueError, RuntimeError) as error:  # PIL's UnidentifiedImageError is an OSError
+            reason = f"{type(error).__name__}: {error}"
+            if self.stop_on_unreadable:
+                raise ConfigError(
+                    f"{self.key}: {self.source.name(index)} cannot be read as an image ({reason}); replace or delete "
+                    "it, or type dataset.unreadable=skip to train without it"
+                ) from error
+            return Unreadable(self.source.name(index), reason)
+        return self.normalised(self.transformed(image, epoch, index)), self.labels[index]
+
+    def transformed(self, image: Tensor, epoch: int, index: int) -> Tensor:
+        if self.transform is None:
+            return image
+        with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]))
+            return self.transform(image)
+
+    def normalised(self, image: Tensor) -> Tensor:
+        pixels = image.float().div_(255) if not image.is_floating_point() else image.float()
+        if self.mean is not None:
+            pixels = (pixels - self.mean) / self.std
+        return pixels
+
+    def pixels(self, index: int) -> Tensor:
+        """Image `index` as eval sees it before normalisation, in [0, 1]: what the split's statistics are taken of."""
+        image = self.transformed(self.decode(self.source.read(index)), epoch=0, index=index)
+        return image.float().div_(255) if not image.is_floating_point() else image.float()
