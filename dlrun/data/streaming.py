@@ -73,40 +73,39 @@ def report_unreadable(seen: dict[str, str], sample: Unreadable) -> None:
     )
 
 
-def pil_pixels(file, mode: str, size: tuple[int, int] | None) -> np.ndarray:
-    """An image file (path or file object) as uint8 pixels (H, W[, C]) in mode, resized to size = (width, height)."""
+def pil_image(file, mode: str, size: tuple[int, int] | None):
+    """An image file (path or file object) as a decoded PIL image in mode, resized to size = (width, height)."""
     from PIL import Image
 
     with Image.open(file) as image:
         image = image.convert(mode)
-        return np.array(image if size is None else image.resize(size, Image.Resampling.BILINEAR))
+    return image if size is None else image.resize(size, Image.Resampling.BILINEAR)
 
 
-def as_chw(pixels: np.ndarray) -> Tensor:
-    """(H, W) or (H, W, C) uint8 pixels as a (C, H, W) tensor."""
-    tensor = torch.from_numpy(pixels)
+def pil_pixels(file, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    """The same image as uint8 pixels (H, W[, C])."""
+    return np.array(pil_image(file, mode, size))
+
+
+def as_chw(image) -> Tensor:
+    """A PIL image or (C, H, W) tensor as a (C, H, W) tensor."""
+    if isinstance(image, Tensor):
+        return image
+    tensor = torch.from_numpy(np.array(image))
     return tensor[None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)
 
 
 class Decoder:
-    """Encoded bytes to a uint8 (C, H, W) tensor. Resized to `size` (H, W) when given, the way the in-memory path
-    reads images (PIL, bilinear), so that both paths see the same pixels; at full size otherwise, for per-sample
-    transforms, with torchvision.io's decoders (PIL for the formats they lack)."""
+    """Encoded bytes to a PIL image in the channels' mode: resized to `size` (H, W) when given, as the in-memory
+    path reads images (bilinear), so that both paths see the same pixels; at full size otherwise, for the per-sample
+    transforms, which get it as torchvision's ImageFolder gives it."""
 
     def __init__(self, channels: int, size: Sequence[int] | None):
-        self.channels = channels
+        self.mode = MODES[channels]
         self.size = None if size is None else (int(size[1]), int(size[0]))  # PIL's (width, height)
 
-    def __call__(self, data: bytes) -> Tensor:
-        if self.size is not None:
-            return as_chw(pil_pixels(io.BytesIO(data), MODES[self.channels], self.size))
-        from torchvision.io import ImageReadMode, decode_image
-
-        mode = ImageReadMode.RGB if self.channels == 3 else ImageReadMode.GRAY
-        try:
-            return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
-        except RuntimeError:  # a format torchvision.io does not decode (BMP, TIFF, PPM...), or a broken file
-            return as_chw(pil_pixels(io.BytesIO(data), MODES[self.channels], None))
+    def __call__(self, data: bytes):
+        return pil_image(io.BytesIO(data), self.mode, self.size)
 
 
 class ImageSamples(Dataset):
@@ -148,20 +147,25 @@ class ImageSamples(Dataset):
             return Unreadable(self.source.name(index), reason)
         return self.normalised(self.transformed(image, epoch, index)), self.labels[index]
 
-    def transformed(self, image: Tensor, epoch: int, index: int) -> Tensor:
+    def transformed(self, image, epoch: int, index: int) -> Tensor:
+        """The per-sample transform's output (a PIL image or tensor) as a (C, H, W) tensor."""
         if self.transform is None:
-            return image
+            return as_chw(image)
         with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
             torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]))
-            return self.transform(image)
+            return as_chw(self.transform(image))
 
     def normalised(self, image: Tensor) -> Tensor:
-        pixels = image.float().div_(255) if not image.is_floating_point() else image.float()
+        pixels = to_unit(image)
         if self.mean is not None:
             pixels = (pixels - self.mean) / self.std
         return pixels
 
     def pixels(self, index: int) -> Tensor:
-        """Image `index` as eval sees it before normalisation, in [0, 1]: what the split's statistics are taken of."""
-        image = self.transformed(self.decode(self.source.read(index)), epoch=0, index=index)
-        return image.float().div_(255) if not image.is_floating_point() else image.float()
+        """Image `index` as this split's transform makes it, in [0, 1]: what the statistics are taken of."""
+        return to_unit(self.transformed(self.decode(self.source.read(index)), epoch=0, index=index))
+
+
+def to_unit(image: Tensor) -> Tensor:
+    """uint8 pixels to floats in [0, 1]; floats (a transform that scaled them) as they are."""
+    return image.float().div_(255) if not image.is_floating_point() else image.float()
