@@ -284,3 +284,10 @@ def test_an_unreadable_streamed_image_stops_the_run_with_unreadable_stop(with_a_
     assert result.returncode == 2, result.stderr[-3000:]
     assert "broken" in result.stderr and "cannot be read as an image" in result.stderr
     assert "dataset.unreadable=skip" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_task_that_reads_whole_splits_refuses_a_streamed_folder(pets):
+    cfg = compose_config(*folder_config(pets, "dataset.storage=stream"), "task=autoencoder")
+    data = build.data(cfg)
+    with pytest.raises(ConfigError, match="task=autoencoder reads whole splits as tensors.*dataset.storage=memory"):
+        build.task(cfg, build.model(cfg), data)

@@ -65,6 +65,14 @@ class DataModule:
         """Whether the splits are read sample by sample (Datasets) rather than held as tensors."""
         return not isinstance(self.train, tuple)
 
+    def require_in_memory(self, reader: str) -> None:
+        """Refuse streamed splits to a reader of whole splits (a task that measures its training set, say)."""
+        if self.streamed:
+            raise ConfigError(
+                f"dataset.storage: {reader} reads whole splits as tensors, and this dataset is streamed; type "
+                "dataset.storage=memory (the data must then fit in memory), or task=supervised"
+            )
+
     def to(self, device: torch.device) -> "DataModule":
         """Move the splits to the device once; the DataLoader path copies each batch instead."""
         if self.num_workers == 0 and not self.streamed:

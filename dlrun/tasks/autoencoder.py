@@ -86,6 +86,7 @@ class ReconstructionTask(Task):
 
     def prepare_data(self, data: DataModule) -> None:
         """Leave the anomaly class out of training and validation."""
+        data.require_in_memory(f"task={self.name}")
         if not data.train[0].is_floating_point():
             raise ConfigError(
                 f"dataset: task={self.name} reconstructs real-valued inputs, and this dataset gives tokens; "

@@ -93,6 +93,7 @@ class GANTask(Task):
 
     def setup(self, data, device: torch.device) -> None:
         """Measure the training inputs' range (for the generator's [-1, 1]) and fit the scoring classifier."""
+        data.require_in_memory("task=gan")
         inputs, targets = data.train
         dims = (0, 2, 3) if inputs.dim() == 4 else (0,)
         self.model.set_data_range(inputs.amin(dim=dims).to(device), inputs.amax(dim=dims).to(device))
