@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_image_folder import write_images
-from test_interrupt import assert_same_weights, wait_for, weights
 
 from dlrun import build
 from dlrun.data.storage import MEMORY_SHARE, in_memory
@@ -21,6 +19,8 @@ from dlrun.errors import ConfigError
 from dlrun.run import run
 
 from conftest import DLRUN, SMALL, compose_config, only_run_dir, run_cli, torchrun
+from test_image_folder import write_images
+from test_interrupt import assert_same_weights, wait_for, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
