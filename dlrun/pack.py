@@ -35,7 +35,7 @@ from datasets.exceptions import DatasetGenerationError
 from datasets.utils.py_utils import convert_file_size_to_int
 from PIL import Image
 
-from dlrun.data.folders import _check_classes, _list_images
+from dlrun.data.image_listing import check_classes, list_images
 from dlrun.errors import ConfigError, exit_on_bad_input
 
 DEFAULT_QUALITY = 90
@@ -186,9 +186,9 @@ def _written(dst: Path, shard_size: str, make_splits: Callable[[str], dict]) -> 
 def image_folder(src: Path) -> tuple[dict[str, list[tuple[Path, str]]], list[str]]:
     """The images of src by split folder, as dataset=image_folder lists them, and the class names (sorted)."""
     try:
-        listed = _list_images(src)
+        listed = list_images(src)
         class_names = sorted({label for files in listed.values() for _, label in files})
-        _check_classes(src, listed, class_names, "auto")
+        check_classes(src, listed, class_names, "auto")
     except ConfigError as error:  # its messages name dataset.root, which SRC is here
         raise ConfigError(*(problem.replace("dataset.root", "SRC", 1) for problem in error.problems)) from error
     empty = [split for split, files in listed.items() if not files]

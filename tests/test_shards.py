@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from dlrun import build
-from dlrun.data.folders import _list_images
+from dlrun.data.image_listing import list_images
 from dlrun.errors import ConfigError
 from dlrun.pack import main as dlrun_shards
 from dlrun.run import run
@@ -64,7 +64,7 @@ def shards_config(root: Path, *overrides: str):
 def test_dlrun_shards_packs_each_split_folder_with_its_labels_and_writes_nothing_into_it(pets, pets_files, packed):
     saved = datasets.load_from_disk(str(packed))
     assert sorted(saved) == ["test", "train"]
-    for split, files in _list_images(pets).items():
+    for split, files in list_images(pets).items():
         rows = saved[split]
         assert rows.features["label"].names == CLASSES
         assert list(rows["path"]) == [path.relative_to(pets).as_posix() for path, _ in files]  # the folder's order

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlrun.data.image_listing import SPLIT_FOLDERS, check_classes, check_root, list_images
 from dlrun.data.images import image_data_module, image_stream_module
 from dlrun.data.module import DataModule
 from dlrun.data.splits import hold_out_splits
@@ -24,8 +25,6 @@ from dlrun.data.storage import in_memory
 from dlrun.data.streaming import MODES, UNREADABLE, FileImages, pil_pixels
 from dlrun.errors import ConfigError
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-SPLIT_FOLDERS = ("train", "val", "test")
 BYTES_PER_VALUE = 5  # in memory: a float32 value per pixel and channel, and its uint8 while reading
 
 
@@ -46,11 +45,11 @@ def load(
     num_workers: int = 0,
     shuffle_seed: int = 0,
 ) -> DataModule:
-    root_dir = _root(root)
+    root_dir = check_root(root)
     check_image_settings(in_shape, unreadable)
-    listed = _list_images(root_dir)
+    listed = list_images(root_dir)
     class_names = sorted({label for files in listed.values() for _, label in files})
-    _check_classes(root_dir, listed, class_names, num_classes)
+    check_classes(root_dir, listed, class_names, num_classes)
     index = {name: i for i, name in enumerate(class_names)}
     labels = {split: np.array([index[label] for _, label in files], dtype=np.int64) for split, files in listed.items()}
     chosen = hold_out_splits(labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed)
@@ -91,62 +90,6 @@ def check_image_settings(in_shape: Sequence[int], unreadable: str) -> None:
         )
     if unreadable not in UNREADABLE:
         raise ConfigError(f"dataset.unreadable = {unreadable}: type one of {', '.join(UNREADABLE)}")
-
-
-def _root(root: str | None) -> Path:
-    if root is None:
-        raise ConfigError(
-            "dataset.root = null: type the folder that holds one folder of images per class "
-            "(or train/, val/, test/ folders of them), e.g. dataset.root=~/pets"
-        )
-    path = Path(root).expanduser().resolve()
-    if not path.is_dir():
-        raise ConfigError(f"dataset.root = {root}: no such folder ({path}); type the folder of your class folders")
-    return path
-
-
-def _list_images(root: Path) -> dict[str, list[tuple[Path, str]]]:
-    """(file, class name) of every image, by split folder; the whole root is 'train' when it has no train/."""
-    if (root / "train").is_dir():
-        folders = {split: root / split for split in SPLIT_FOLDERS if (root / split).is_dir()}
-    else:
-        folders = {"train": root}
-    listed = {split: _images_by_class(folder) for split, folder in folders.items()}
-    if not listed["train"]:
-        where = root / "train" if "val" in folders or (root / "train").is_dir() else root
-        raise ConfigError(
-            f"dataset.root = {root}: no images in class folders under {where} (looked for {', '.join(EXTENSIONS)}); "
-            "type the folder whose subfolders (one per class) hold the images"
-        )
-    return listed
-
-
-def _images_by_class(folder: Path) -> list[tuple[Path, str]]:
-    found = []
-    for class_dir in sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")):
-        for directory, _, names in os.walk(class_dir):
-            for name in sorted(names):
-                if name.lower().endswith(EXTENSIONS):
-                    found.append((Path(directory) / name, class_dir.name))
-    return found
-
-
-def _check_classes(root: Path, listed: dict, class_names: list[str], num_classes: int | str) -> None:
-    train_classes = {label for _, label in listed["train"]}
-    for split, files in listed.items():
-        extra = sorted({label for _, label in files} - train_classes)
-        if extra:
-            raise ConfigError(
-                f"dataset.root = {root}: {split}/ has classes with no training images ({', '.join(extra[:5])}); "
-                f"add them to train/ or remove them from {split}/"
-            )
-    if len(class_names) < 2:
-        raise ConfigError(f"dataset.root = {root}: found {len(class_names)} class folder(s); classification needs 2+")
-    if num_classes != "auto" and num_classes != len(class_names):
-        raise ConfigError(
-            f"dataset.num_classes = {num_classes}: {root} has {len(class_names)} class folders; "
-            f"type dataset.num_classes={len(class_names)} or dataset.num_classes=auto"
-        )
 
 
 def _read_all(paths: list[Path], in_shape: Sequence[int]) -> torch.Tensor:
