@@ -8,6 +8,7 @@ from rich.text import Text
 
 from dlrun.callbacks.base import Callback
 from dlrun.callbacks.tensorboard import tensorboard_writer
+from dlrun.data.module import Split
 from dlrun.errors import ConfigError
 from dlrun.tasks.language_model import sample
 
@@ -41,7 +42,7 @@ class TextSamples(Callback):
         self.prompt_tokens: torch.Tensor | None = None
 
     def on_fit_start(self, trainer) -> None:
-        self.prompt_tokens = self._prompt_tokens(trainer.data.class_names, trainer.data.val[0])
+        self.prompt_tokens = self._prompt_tokens(trainer.data.class_names, first_input(trainer.data.val))
 
     def on_epoch_end(self, trainer) -> None:
         epoch = trainer.state.epoch  # completed epochs
@@ -62,9 +63,9 @@ class TextSamples(Callback):
         title = f"sample after epoch {epoch} (temperature {self.temperature:g})"
         self.console.print(Panel(Text(text), title=title, expand=False))
 
-    def _prompt_tokens(self, vocabulary: list[str], val_inputs: torch.Tensor) -> torch.Tensor:
+    def _prompt_tokens(self, vocabulary: list[str], val_input: torch.Tensor) -> torch.Tensor:
         if self.prompt is None:
-            return val_inputs[0, :PROMPT_FROM_VAL].cpu()
+            return val_input[:PROMPT_FROM_VAL].cpu()
         index = {character: i for i, character in enumerate(vocabulary)}
         unknown = sorted({character for character in self.prompt if character not in index})
         if unknown or not self.prompt:
@@ -74,3 +75,13 @@ class TextSamples(Callback):
                 + "; type a prompt of the text's characters, or callbacks.text_samples.prompt=null"
             )
         return torch.tensor([index[character] for character in self.prompt], dtype=torch.long)
+
+
+def first_input(split: Split) -> torch.Tensor:
+    """The input of a split's first sample, in memory (an inputs tensor and a targets tensor) or streamed (a Dataset
+    of (input, target))."""
+    if isinstance(split, tuple):
+        inputs, _targets = split
+        return inputs[0]
+    first, _target = split[0]
+    return first
