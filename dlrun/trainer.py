@@ -246,6 +246,7 @@ class Trainer:
                 checked_step = self._check_finite(self._read_sums(totals), checked_step)
                 if loss is not None:
                     self._emit("on_log", {"train/loss": loss.item()})
+            self._emit("on_train_step_end")
             if self._stop_requested():
                 self.state.interrupted_by = self._stop_requests.signum or signal.SIGTERM
                 return {}

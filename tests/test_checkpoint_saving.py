@@ -139,3 +139,9 @@ def test_a_run_failing_mid_epoch_keeps_the_newest_good_state_it_held(run_dir, fa
     assert last["epoch"] == best["epoch"] == improved[-1]
     for name, tensor in probe.weights[improved[-1] - 1].items():
         assert torch.equal(last["model"][name], tensor), name
+
+
+@pytest.mark.parametrize("interval", [0, -5])
+def test_a_mid_epoch_interval_that_is_not_positive_is_a_config_error(tmp_path, interval):
+    with pytest.raises(ConfigError, match=f"callbacks.checkpoint.mid_epoch_interval_s = {interval}: must be > 0"):
+        Checkpoint(run_dir=tmp_path, config={}, mid_epoch_interval_s=interval)

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -149,17 +150,38 @@ def uninterrupted(pets, tmp_path_factory):
     return weights(run_dir)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
-def test_a_streamed_run_stopped_mid_epoch_resumes_to_the_same_weights(pets, tmp_path, uninterrupted, signum):
-    """SIGTERM saves the step it stopped at (the resumed epoch skips the batches done, without reading them);
-    SIGKILL loses the epoch in progress, which the resumed run trains again from its first batch."""
+def test_a_streamed_run_stopped_by_sigterm_mid_epoch_resumes_to_the_same_weights(pets, tmp_path, uninterrupted):
+    """SIGTERM saves the step it stopped at; the resumed epoch skips the batches done, without reading them."""
     process = start(pets, tmp_path)
     wait_for(tmp_path / "checkpoints" / "last.pt", process)
-    process.send_signal(signum)
+    process.send_signal(signal.SIGTERM)
     process.communicate(timeout=120)
-    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
-    if signum == signal.SIGTERM:
-        assert process.returncode == 143 and saved["batch"] > 0  # mid-epoch
+    assert process.returncode == 143
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["batch"] > 0  # mid-epoch
+    resumed = start(pets, tmp_path, "resume=auto")
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    assert_same_weights(uninterrupted, weights(tmp_path))
+
+
+def saved_batch(path: Path) -> int:
+    try:
+        return torch.load(path, weights_only=True)["batch"]
+    except FileNotFoundError:
+        return 0
+
+
+def test_a_streamed_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint(pets, tmp_path, uninterrupted):
+    """With callbacks.checkpoint.mid_epoch_interval_s, last.pt is written mid-epoch too: SIGKILL right after such a
+    save loses nothing, and the resumed run reads the remaining batches of that epoch."""
+    process = start(pets, tmp_path, "callbacks.checkpoint.mid_epoch_interval_s=0.3")
+    last = tmp_path / "checkpoints" / "last.pt"
+    wait_for(last, process)
+    while saved_batch(last) == 0:  # a mid-epoch save (the first one comes after the first step)
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    process.kill()
+    process.wait(timeout=60)
+    assert saved_batch(last) > 0
     resumed = start(pets, tmp_path, "resume=auto")
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
     assert_same_weights(uninterrupted, weights(tmp_path))

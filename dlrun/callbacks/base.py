@@ -13,6 +13,9 @@ class Callback:
     def on_train_batch_end(self, trainer) -> None:
         """After each training batch."""
 
+    def on_train_step_end(self, trainer) -> None:
+        """After each optimizer step (each training step of a task that steps itself): a state a resume starts from."""
+
     def on_log(self, trainer, metrics: dict[str, float]) -> None:
         """Every trainer.log_every_n_steps optimizer steps: {"train/loss": ...}."""
 

@@ -4,7 +4,9 @@ The state is serialised at the end of the epoch and written (fsync, rename) on a
 epoch trains; training ends, or a signal stops it, only once the files are on disk. Epochs shorter than
 save_interval_s are saved together: last.pt gets the newest state once the interval has passed, training ends or a
 signal stops it, and an improving epoch's state is kept as an in-memory copy meanwhile. A run that diverges or
-fails mid-epoch writes its newest copy: last.pt is at most save_interval_s of training old.
+fails mid-epoch writes its newest copy: last.pt is at most save_interval_s of training old. With
+mid_epoch_interval_s, last.pt is also written after an optimizer step once that long has passed since the last save:
+a run killed mid-epoch (SIGKILL, a lost node) resumes at the next batch instead of the epoch's first.
 """
 
 import math
@@ -25,16 +27,23 @@ class Checkpoint(Callback):
         monitor: str = "val/loss",
         mode: str = "min",
         save_interval_s: float = 0.0,
+        mid_epoch_interval_s: float | None = None,
     ):
         if not save_interval_s >= 0:
             raise ConfigError(
                 f"callbacks.checkpoint.save_interval_s = {save_interval_s}: must be >= 0 seconds (0: every epoch); "
                 "type callbacks.checkpoint.save_interval_s=1.0"
             )
+        if mid_epoch_interval_s is not None and not mid_epoch_interval_s > 0:
+            raise ConfigError(
+                f"callbacks.checkpoint.mid_epoch_interval_s = {mid_epoch_interval_s}: must be > 0 seconds, or null "
+                "(epoch ends only); type callbacks.checkpoint.mid_epoch_interval_s=600"
+            )
         self.directory = Path(run_dir) / "checkpoints"
         self.config = config  # the resolved run config, stored in every checkpoint
         self.monitor, self.mode = monitor, mode
         self.save_interval_s = save_interval_s
+        self.mid_epoch_interval_s = mid_epoch_interval_s
         self.best: float | None = None
         self.writer = BackgroundWriter()
         self.unsaved: dict[Path, dict] = {}  # a state each file is still to get
@@ -67,6 +76,12 @@ class Checkpoint(Callback):
 
     def on_train_epoch_start(self, trainer, num_batches: int) -> None:
         self.owed_live = False  # the state changes from the first batch on (weights, batch-norm statistics, RNG)
+
+    def on_train_step_end(self, trainer) -> None:
+        if self.mid_epoch_interval_s is None or time.monotonic() - self.saved_at < self.mid_epoch_interval_s:
+            return
+        self.unsaved[self.last_path] = self._with_config(trainer.state_dict())  # serialised now, written behind
+        self._save_unsaved(trainer)
 
     def on_interrupt(self, trainer) -> None:
         self.unsaved[self.last_path] = self._with_config(trainer.state_dict())  # resumes at the very next batch
