@@ -70,8 +70,6 @@ def load(
             normalize=normalize,
             transforms=transforms,
             unreadable=unreadable,
-            seed=shuffle_seed,
-            key="dataset.root",
             class_names=class_names,
             **fields,
         )

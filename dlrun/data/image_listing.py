@@ -57,10 +57,15 @@ def check_classes(root: Path, listed: dict, class_names: list[str], num_classes:
                 f"dataset.root = {root}: {split}/ has classes with no training images ({', '.join(extra[:5])}); "
                 f"add them to train/ or remove them from {split}/"
             )
+    check_class_count(root, class_names, num_classes, "class folders")
+
+
+def check_class_count(root: Path, class_names: list[str], num_classes: int | str, kind: str = "classes") -> None:
+    """At least two classes, and as many as dataset.num_classes says unless it is auto."""
     if len(class_names) < 2:
-        raise ConfigError(f"dataset.root = {root}: found {len(class_names)} class folder(s); classification needs 2+")
+        raise ConfigError(f"dataset.root = {root}: classification needs at least 2 {kind}, found {len(class_names)}")
     if num_classes != "auto" and num_classes != len(class_names):
         raise ConfigError(
-            f"dataset.num_classes = {num_classes}: {root} has {len(class_names)} class folders; "
+            f"dataset.num_classes = {num_classes}: {root} has {len(class_names)} {kind}; "
             f"type dataset.num_classes={len(class_names)} or dataset.num_classes=auto"
         )

@@ -48,14 +48,13 @@ def image_stream_module(
     normalize: bool,
     transforms: Mapping | None,
     unreadable: str,
-    seed: int,
-    key: str,
+    shuffle_seed: int = 0,
     **fields,
 ) -> DataModule:
-    """Streamed train, val and test images: (source, labels) each. Without per-sample transforms every image is
-    decoded at in_shape's size (as the in-memory path reads it); with them at full size, then transformed, and the
-    eval transform must give in_shape. The mean and std are those of up to STATS_SAMPLES training images as eval sees
-    them, unless dataset.transforms.per_sample gives them (ImageNet's, say)."""
+    """Streamed train, val and test images: (source, labels) each, their random draws seeded by shuffle_seed.
+    Without per-sample transforms every image is decoded at in_shape's size (as the in-memory path reads it); with
+    them at full size, then transformed, and the eval transform must give in_shape. The mean and std are those of
+    up to STATS_SAMPLES training images as eval sees them, unless dataset.transforms.per_sample gives them."""
     transforms = dict(transforms or {})
     per_sample = _per_sample(transforms.pop("per_sample", None))
     channels = in_shape[0]
@@ -64,7 +63,7 @@ def image_stream_module(
 
     def samples(split: str, transform, mean=None, std=None) -> ImageSamples:
         source, labels = sources[split]
-        common = {"decode": decode, "seed": seed, "unreadable": unreadable, "key": key}
+        common = {"decode": decode, "seed": shuffle_seed, "unreadable": unreadable}
         return ImageSamples(source, labels, transform=transform, mean=mean, std=std, **common)
 
     eval_view = samples("train", eval_transform)
@@ -75,6 +74,7 @@ def image_stream_module(
     return DataModule(
         *splits,
         sample_shape=list(in_shape),
+        shuffle_seed=shuffle_seed,
         **_batch_transforms(transforms, in_shape, mean, std, 1.0),
         **fields,
     )

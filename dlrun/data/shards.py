@@ -25,10 +25,11 @@ import pyarrow
 import pyarrow.compute as pc
 
 from dlrun.data.folders import check_image_settings
+from dlrun.data.image_listing import check_class_count
 from dlrun.data.images import image_stream_module
 from dlrun.data.module import SPLITS, DataModule
-from dlrun.data.splits import as_tensors, hold_out_splits, standardize
-from dlrun.data.tabular import _split
+from dlrun.data.splits import hold_out_splits
+from dlrun.data.tabular import _split, table_module
 from dlrun.errors import ConfigError
 
 MAKE = "dlrun-shards <image folder or .csv file> <new folder>"  # the command that packs one, for messages
@@ -66,8 +67,6 @@ def load(
         normalize=normalize,
         transforms=transforms,
         unreadable=unreadable,
-        seed=shuffle_seed,
-        key="dataset.root",
         class_names=class_names,
         batch_size=batch_size,
         num_workers=num_workers,
@@ -132,19 +131,16 @@ def load_table(
             f"dataset.in_shape = {list(in_shape)}: {directory} has {len(features)} number columns besides the "
             f"target; type dataset.in_shape=[{len(features)}] or dataset.in_shape=auto"
         )
-    splits = [as_tensors(inputs[rows], labels[rows], classification=classification) for rows in (train, val, test)]
-    xs, ys = [x for x, _ in splits], [y for _, y in splits]
-    target_mean = target_std = None
-    if normalize and not classification:
-        ys, target_mean, target_std = standardize(*ys, dims=(0,))
-    return DataModule(
-        *zip(xs, ys, strict=True),
+    return table_module(
+        inputs,
+        labels,
+        (train, val, test),
+        classification=classification,
+        normalize=normalize,
+        class_names=class_names,
         batch_size=batch_size,
         num_workers=num_workers,
         shuffle_seed=shuffle_seed,
-        target_mean=target_mean,
-        target_std=target_std,
-        class_names=class_names,
     )
 
 
@@ -248,13 +244,7 @@ def _class_names(directory: Path, splits: dict, num_classes: int | str) -> list[
             f"dataset.root = {directory}: the {differing[0]} split's classes differ from train's; pack the images "
             f"again, all splits at once: {MAKE}"
         )
-    if len(class_names) < 2:
-        raise ConfigError(f"dataset.root = {directory}: {len(class_names)} class(es); classification needs 2+")
-    if num_classes != "auto" and num_classes != len(class_names):
-        raise ConfigError(
-            f"dataset.num_classes = {num_classes}: {directory} has {len(class_names)} classes; "
-            f"type dataset.num_classes={len(class_names)} or dataset.num_classes=auto"
-        )
+    check_class_count(directory, class_names, num_classes)
     return class_names
 
 

@@ -123,12 +123,11 @@ class ImageSamples(Dataset):
         std: Tensor | None = None,
         seed: int = 0,
         unreadable: str = "skip",
-        key: str = "dataset.root",
     ):
         self.source, self.labels = source, [int(label) for label in labels]
         self.decode, self.transform = decode, transform
         self.mean, self.std = mean, std
-        self.seed, self.stop_on_unreadable, self.key = seed, unreadable == "stop", key
+        self.seed, self.stop_on_unreadable = seed, unreadable == "stop"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -141,7 +140,7 @@ class ImageSamples(Dataset):
             reason = f"{type(error).__name__}: {error}"
             if self.stop_on_unreadable:
                 raise ConfigError(
-                    f"{self.key}: {self.source.name(index)} cannot be read as an image ({reason}); replace or delete "
+                    f"dataset.root: {self.source.name(index)} cannot be read as an image ({reason}); replace or delete "
                     "it, or type dataset.unreadable=skip to train without it"
                 ) from error
             return Unreadable(self.source.name(index), reason)

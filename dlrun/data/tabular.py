@@ -65,20 +65,30 @@ def load(
             f"dataset.in_shape = {list(in_shape)}: the features of {path} encode to {inputs.shape[1]} numbers; "
             f"type dataset.in_shape=[{inputs.shape[1]}] or dataset.in_shape=auto"
         )
-    splits = [as_tensors(inputs[i], labels[i], classification=classification) for i in (train, val, test)]
+    return table_module(
+        inputs,
+        labels,
+        (train, val, test),
+        classification=classification,
+        normalize=normalize,
+        class_names=class_names,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle_seed=shuffle_seed,
+    )
+
+
+def table_module(
+    inputs: np.ndarray, labels: np.ndarray, rows: tuple, *, classification: bool, normalize: bool, **fields
+) -> DataModule:
+    """A table's encoded inputs and labels as a DataModule of the train, val and test rows; regression targets
+    standardised with the training rows' mean and std. `fields`: DataModule's other fields."""
+    splits = [as_tensors(inputs[i], labels[i], classification=classification) for i in rows]
     xs, ys = [x for x, _ in splits], [y for _, y in splits]
     target_mean = target_std = None
     if normalize and not classification:
         ys, target_mean, target_std = standardize(*ys, dims=(0,))
-    return DataModule(
-        *zip(xs, ys, strict=True),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle_seed=shuffle_seed,
-        target_mean=target_mean,
-        target_std=target_std,
-        class_names=class_names,
-    )
+    return DataModule(*zip(xs, ys, strict=True), target_mean=target_mean, target_std=target_std, **fields)
 
 
 def read_table(path: str | None, key: str) -> tuple[list[str], list[list[str]]]:
