@@ -64,14 +64,14 @@ class EnvironmentData:
     def num_batches(self, split: str) -> int:
         return {"train": self.steps_per_epoch, "val": self.eval_episodes, "test": self.test_episodes}[split]
 
-    def batches(self, split: str, epoch: int = 0) -> Iterator[tuple[Tensor]]:
+    def batches(self, split: str, epoch: int = 0, *, start: int = 0) -> Iterator[tuple[Tensor]]:
         """train: an empty batch per environment step of the epoch (the task steps the environment itself); val,
-        test: (episode seed,) per greedy episode."""
+        test: (episode seed,) per greedy episode. start: the batches already done (a resumed epoch)."""
         if split == "train":
-            yield from itertools.repeat((), self.steps_per_epoch)
+            yield from itertools.repeat((), self.steps_per_epoch - start)
             return
         first = VAL_SEEDS if split == "val" else TEST_SEEDS
-        yield from ((seed[None],) for seed in torch.arange(first, first + self.num_batches(split)))
+        yield from ((seed[None],) for seed in torch.arange(first + start, first + self.num_batches(split)))
 
     def fits_on(self, device: torch.device) -> bool:
         return True  # nothing is kept: the environment makes the data

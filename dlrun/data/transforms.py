@@ -78,9 +78,9 @@ def image_transforms(
 ) -> tuple["BatchTransform | None", "BatchTransform | None"]:
     """(train transform, eval transform) from the dataset.transforms config; None where there is nothing to do."""
     config = dict(config or {})
-    unknown = sorted(set(config) - {"resize", "train"})
+    unknown = sorted(set(config) - {"resize", "train", "per_sample"})  # per_sample: streamed images (images.py)
     if unknown:
-        raise ConfigError(f"dataset.transforms.{unknown[0]}: unknown key; the keys are resize and train.*")
+        raise ConfigError(f"dataset.transforms.{unknown[0]}: unknown key; the keys are resize, train.*, per_sample.*")
     size = parse_size(config.get("resize"))
     if size == tuple(in_shape[-2:]):
         size = None
