@@ -588,8 +588,11 @@ def resnet18_small(num_classes: int = 10) -> nn.Module:
     return net
 
 
-def bench_gpu(device: torch.device, *, samples: int, batch_size: int, epochs: int, compiled: bool = True) -> GpuResult:
+def bench_gpu(
+    device: torch.device, *, samples: int, batch_size: int, epochs: int, compiled: bool = True, precision: str = "bf16"
+) -> GpuResult:
     """ResNet-18 on random 3x32x32 images held on the device, bf16 autocast, channels_last, torch.compile.
+    (compiled=False and precision="32" check the section on a CPU, where bf16 convolutions are emulated and slow.)
 
     dlrun: Trainer(precision="bf16", channels_last=True, compile=True) given the plain network; plain: the
     network made channels_last and compiled by hand, the same step written out. Images/second of training,
@@ -617,7 +620,7 @@ def bench_gpu(device: torch.device, *, samples: int, batch_size: int, epochs: in
     trainer = Trainer(
         max_epochs=epochs,
         device=device.type,
-        precision="bf16",
+        precision=precision,
         channels_last=True,
         compile=compiled,
         check_val_every_n_epoch=epochs,
@@ -640,7 +643,7 @@ def bench_gpu(device: torch.device, *, samples: int, batch_size: int, epochs: in
         start = time.perf_counter()
         for first in range(0, samples, batch_size):
             index = order[first : first + batch_size]
-            with torch.autocast(device.type, dtype=torch.bfloat16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 loss = criterion(model(train[0][index]), train[1][index])
             loss.backward()
             optimizer.step()

@@ -23,7 +23,9 @@ def test_dlrun_and_the_plain_loops_over_tensors_end_on_the_same_validation_loss(
 
 
 def test_the_gpu_section_measures_both_loops_and_reports_them():
-    result = bench_train.bench_gpu(torch.device("cpu"), samples=64, batch_size=32, epochs=3, compiled=False)
+    result = bench_train.bench_gpu(
+        torch.device("cpu"), samples=32, batch_size=16, epochs=3, compiled=False, precision="32"
+    )
     assert set(result.images_per_s) == {"dlrun", "plain"} and all(v > 0 for v in result.images_per_s.values())
     table = bench_train.markdown(bench_train.gpu_reports(result))
     assert "| dlrun Trainer |" in table and "| plain loop |" in table
