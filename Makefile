@@ -3,6 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+DATA_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test learn sweep tensorboard bench lint format clean
@@ -35,8 +36,9 @@ sweep: $(STAMP)  ## an example sweep: two optimizers x two learning rates
 tensorboard: $(STAMP)  ## serve the runs under outputs/ on http://localhost:6006
 	$(VENV)/bin/tensorboard --logdir outputs --port 6006
 
-bench: $(STAMP)  ## dlrun against a plain PyTorch loop on the same work, as ratios
+bench: $(STAMP)  ## ratios: dlrun's trainer against a plain PyTorch loop, its data path against torchvision's ImageFolder
 	$(PYTHON) benchmarks/bench_train.py $(ARGS)
+	$(PYTHON) benchmarks/bench_data.py $(DATA_ARGS)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -25,7 +25,7 @@ from dlrun.data.storage import in_memory
 from dlrun.data.streaming import MODES, UNREADABLE, FileImages, pil_pixels
 from dlrun.errors import ConfigError
 
-BYTES_PER_VALUE = 5  # in memory: a float32 value per pixel and channel, and its uint8 while reading
+BYTES_PER_VALUE = 10  # in memory, at the peak (measured): float32 values and their standardised copy, uint8 reading
 
 
 def load(
