@@ -24,10 +24,10 @@ install: $(STAMP)  ## make .venv and install dlrun (editable) with its dev tools
 train: $(STAMP)  ## train the default: an MLP on the embedded digits dataset (ARGS="model=cnn ..." adds overrides)
 	$(VENV)/bin/dlrun $(ARGS)
 
-test: $(STAMP)  ## run the whole test suite, in two worker processes (pytest-xdist)
-	$(PYTHON) -m pytest -n 2 $(ARGS)
+test: $(STAMP)  ## run the test suite, in two worker processes (pytest-xdist), but for the learning bars over a minute
+	$(PYTHON) -m pytest -n 2 -m "not long" $(ARGS)
 
-learn: $(STAMP)  ## only the learning checks: the shipped defaults reach the README's figures (part of `make test`)
+learn: $(STAMP)  ## every learning check, the long ones too: the shipped defaults reach the README's figures
 	$(PYTHON) -m pytest -n 2 tests/test_learning*.py $(ARGS)
 
 sweep: $(STAMP)  ## an example sweep: two optimizers x two learning rates

@@ -30,6 +30,7 @@ def test_gru_forecasts_sunspots_better_than_the_last_value(run_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # over a minute on 2 cores: `make learn` runs it, `make test` does not
 def test_resnet_on_digits_reaches_the_bar(run_dir):
     run(compose_config("model=resnet", "dataset=digits"), run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
