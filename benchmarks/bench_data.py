@@ -20,7 +20,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import pstats
 import re
 import resource
@@ -36,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import bench_train
 import numpy as np
 import torch
 from bench_train import Report, compose_config, load_average, markdown, print_reports, ratio
@@ -620,18 +620,10 @@ def bench_growth(
 
 
 def machine() -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        names = re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = names[0] if names else cpu
+    """bench_train's description of the machine, and the Pillow that decodes the photos."""
     import PIL
-    import torchvision
 
-    return [
-        f"{platform.platform()}, {cpu}, {os.cpu_count()} logical CPUs",
-        f"Python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"Pillow {PIL.__version__}",
-    ]
+    return [*bench_train.machine(), f"Pillow {PIL.__version__}"]
 
 
 def throughput_reports(

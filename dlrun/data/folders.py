@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from dlrun.data.image_listing import SPLIT_FOLDERS, check_classes, check_root, list_images
-from dlrun.data.images import image_data_module, image_stream_module
+from dlrun.data.images import has_per_sample, image_data_module, image_stream_module
 from dlrun.data.module import DataModule
 from dlrun.data.splits import hold_out_splits
 from dlrun.data.storage import in_memory
@@ -56,13 +56,10 @@ def load(
     paths = {split: [listed[origin][i][0] for i in indices] for split, (origin, indices) in chosen.items()}
     split_labels = {split: labels[origin][indices] for split, (origin, indices) in chosen.items()}
     fields = {"batch_size": batch_size, "num_workers": num_workers, "shuffle_seed": shuffle_seed}
-    per_sample = any(((transforms or {}).get("per_sample") or {}).get(which) for which in ("train", "eval"))
     images = sum(len(files) for files in listed.values())
-    if not in_memory(
-        storage,
-        nbytes=images * int(np.prod(in_shape)) * BYTES_PER_VALUE,
-        stream_only="dataset.transforms.per_sample works on images decoded one at a time" if per_sample else None,
-    ):
+    per_sample = "dataset.transforms.per_sample works on images decoded one at a time"
+    nbytes = images * int(np.prod(in_shape)) * BYTES_PER_VALUE
+    if not in_memory(storage, nbytes=nbytes, stream_only=per_sample if has_per_sample(transforms) else None):
         sources = {split: (FileImages(paths[split]), split_labels[split]) for split in SPLIT_FOLDERS}
         return image_stream_module(
             sources,

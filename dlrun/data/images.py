@@ -58,8 +58,8 @@ def image_stream_module(
     transforms = dict(transforms or {})
     per_sample = _per_sample(transforms.pop("per_sample", None))
     channels = in_shape[0]
-    decode = Decoder(channels, None if per_sample.get("train") or per_sample.get("eval") else in_shape[1:])
     train_transform, eval_transform = (_compose(per_sample.get(which)) for which in ("train", "eval"))
+    decode = Decoder(channels, None if train_transform or eval_transform else in_shape[1:])
 
     def samples(split: str, transform, mean=None, std=None) -> ImageSamples:
         source, labels = sources[split]
@@ -91,6 +91,12 @@ def _batch_transforms(transforms: dict, in_shape, mean, std, max_value) -> dict:
         "eval_transform": eval_transform,
         "resize": parse_size(transforms.get("resize")),
     }
+
+
+def has_per_sample(transforms: Mapping | None) -> bool:
+    """Whether dataset.transforms sets per-sample transforms (which only streamed images can take)."""
+    per_sample = _per_sample((transforms or {}).get("per_sample"))
+    return bool(per_sample.get("train") or per_sample.get("eval"))
 
 
 def _per_sample(config: Mapping | None) -> dict:

@@ -201,25 +201,20 @@ class EpochBatches(Sampler[list[int]]):
 
     def __init__(self, data: DataModule, split: str, *, keyed: bool):
         self.data, self.split, self.keyed = data, split, keyed
-        self.epoch, self.whole, self.start = 0, False, 0
+        self.indices = torch.empty(0, dtype=torch.long)
 
     def set(self, *, epoch: int, whole: bool, start: int) -> None:
-        self.epoch, self.whole, self.start = epoch, whole, start
-
-    def _indices(self) -> Tensor:
-        if self.whole:
-            return torch.arange(self.data.size(self.split))
-        return self.data._order(self.split, self.epoch)
+        """The epoch's indices from batch `start` on, drawn once (iterating and len both read them)."""
+        data = self.data
+        indices = torch.arange(data.size(self.split)) if whole else data._order(self.split, epoch)
+        indices = indices[start * data.batch_size :]
+        self.indices = indices + epoch * data.size(self.split) if self.keyed else indices
 
     def __iter__(self) -> Iterator[list[int]]:
-        batch_size = self.data.batch_size
-        indices = self._indices()[self.start * batch_size :]
-        if self.keyed:
-            indices = indices + self.epoch * self.data.size(self.split)
-        yield from (index.tolist() for index in indices.split(batch_size))
+        yield from (index.tolist() for index in self.indices.split(self.data.batch_size))
 
     def __len__(self) -> int:
-        return math.ceil((len(self._indices()) - self.start * self.data.batch_size) / self.data.batch_size)
+        return math.ceil(len(self.indices) / self.data.batch_size)
 
 
 def collate(samples: list) -> tuple[list[Tensor], list[Unreadable]]:
