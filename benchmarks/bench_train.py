@@ -45,6 +45,7 @@ from dlrun import build
 from dlrun.callbacks.base import Callback
 from dlrun.config import CONFIG_DIR, register_schemas
 from dlrun.data.module import DataModule
+from dlrun.data.spec import DataSpec
 from dlrun.run import seed_everything
 from dlrun.trainer import Trainer
 
@@ -147,7 +148,7 @@ def run_dlrun(cfg: DictConfig, data: DataModule, *, callbacks: bool) -> Measured
     """dlrun's own path (dlrun/run.py): seed, build model, task, optimizer, trainer, schedulers; time fit()."""
     with tempfile.TemporaryDirectory(prefix="dlrun-bench-") as run_dir, terminal_sink():
         seed_everything(cfg.seed)
-        model = build.model(cfg)
+        model = build.model(cfg, data.spec)
         task = build.task(cfg, model, data)
         optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
         if callbacks:
@@ -171,10 +172,10 @@ def adam(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     )
 
 
-def plain_model(cfg: DictConfig) -> nn.Module:
+def plain_model(cfg: DictConfig, data: DataModule) -> nn.Module:
     """The same network, the same initial weights: seeded as dlrun seeds, built by the config's builder."""
     seed_everything(cfg.seed)
-    return build.model(cfg)
+    return build.model(cfg, data.spec)
 
 
 @torch.no_grad()
@@ -192,7 +193,7 @@ def validate(model: nn.Module, criterion: nn.Module, batches) -> tuple[float, fl
 
 def run_plain_loader(cfg: DictConfig, data: DataModule) -> Measured:
     """The textbook loop: DataLoader over a TensorDataset, shuffle=True, validation each epoch."""
-    model = plain_model(cfg)
+    model = plain_model(cfg, data)
     optimizer = adam(cfg, model)
     criterion = nn.CrossEntropyLoss()
     batch_size = cfg.dataset.batch_size
@@ -217,7 +218,7 @@ def run_plain_tensors(cfg: DictConfig, data: DataModule, *, training_metrics: bo
     training_metrics: also what dlrun reports of training, written by hand as dlrun computes it: each step's loss
     and output kept on the device, and every log interval (and at the epoch's end) the losses summed and the
     correct predictions counted, read once an epoch (train/loss_epoch, train/acc)."""
-    model = plain_model(cfg)
+    model = plain_model(cfg, data)
     optimizer = adam(cfg, model)
     criterion = nn.CrossEntropyLoss()
     batch_size, interval = cfg.dataset.batch_size, cfg.trainer.log_every_n_steps
@@ -626,7 +627,8 @@ def bench_gpu(
         check_val_every_n_epoch=epochs,
         callbacks=[timer],
     )
-    trainer.fit(task, DataModule(train, val, val, batch_size=batch_size), optimizers)
+    spec = DataSpec(in_shape=list(train[0].shape[1:]), class_names=[str(label) for label in range(10)])
+    trainer.fit(task, DataModule(train, val, val, spec, batch_size=batch_size), optimizers)
     dlrun_seconds = statistics.median(timer.seconds[1:])
 
     # plain: the same by hand.

@@ -1,12 +1,14 @@
 """The one place that calls hydra.utils.instantiate: config in, plain objects out."""
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra.utils
 from omegaconf import DictConfig, OmegaConf
 
-from dlrun.config import AUTO
+from dlrun.data.module import DataModule, Splits
+from dlrun.data.spec import DataSpec
 from dlrun.errors import ConfigError
 from dlrun.schedulers import ScheduledLR, schedule
 from dlrun.tasks.base import Task
@@ -14,8 +16,7 @@ from dlrun.trainer import Trainer
 
 SCHEDULER_KEYS = ("interval", "warmup_epochs", "monitor")  # read by dlrun, not passed to the scheduler
 DATASET_KEYS = ("num_classes_by_loss",)  # read by the dataset config's own interpolations, not passed to the loader
-LOADER_KEYS = ("persistent_workers", "prefetch_factor")  # set on the DataModule, whatever the loader
-MEASURED = ("in_shape", "num_classes", "vocab_size")  # the dataset keys that may be auto
+BATCHING_KEYS = ("batch_size", "num_workers", "persistent_workers", "prefetch_factor")  # the DataModule's
 
 
 def instantiate(node: DictConfig | dict, key: str, **supplied):
@@ -38,28 +39,28 @@ def _not_built(key: str, node, reason: Exception) -> ConfigError:
 
 
 def data(cfg: DictConfig):
-    """The dataset's DataModule. Keys set to auto (an image folder's classes, a CSV file's feature count, a text's
-    vocabulary) are then filled into cfg from the data, so that the model and loss that read them fit it."""
+    """The dataset's splits, batched as the dataset.* batching keys say (an environment plays its own batches)."""
     node = OmegaConf.to_container(cfg.dataset, resolve=True)
     for key in DATASET_KEYS:
         node.pop(key, None)
-    loader_settings = {key: node.pop(key) for key in LOADER_KEYS if key in node}
-    datamodule = instantiate(node, "dataset", shuffle_seed=cfg.seed)
-    for key, value in loader_settings.items():
-        setattr(datamodule, key, value)
-    measured = {
-        "in_shape": datamodule.in_shape,
-        "num_classes": len(datamodule.class_names),
-        "vocab_size": len(datamodule.class_names),
-    }
-    for key in MEASURED:
-        if node.get(key) == AUTO:
-            cfg.dataset[key] = measured[key]
-    return datamodule
+    batching = {key: node.pop(key) for key in BATCHING_KEYS if key in node}
+    built = instantiate(node, "dataset")
+    if not isinstance(built, Splits):
+        return built
+    return DataModule.batching(built, **batching, shuffle_seed=cfg.seed)
 
 
-def model(cfg: DictConfig):
-    return instantiate(cfg.model, "model")
+def model(cfg: DictConfig, spec: DataSpec):
+    """The config's model for the data: its builder gets in_shape, num_outputs and a text's vocab_size from spec."""
+    return instantiate(cfg.model, "model", **model_arguments(cfg, spec))
+
+
+def model_arguments(cfg: DictConfig, spec: DataSpec) -> dict:
+    """Those of spec's model arguments that the model's builder names (a GAN takes no num_outputs, say)."""
+    offered = spec.model_arguments(OmegaConf.select(cfg, "loss.problem", default=None))
+    builder = instantiate(cfg.model, "model", _partial_=True).func  # looked up under Hydra's target restrictions
+    named = inspect.signature(builder).parameters
+    return {key: value for key, value in offered.items() if key in named}
 
 
 def task(cfg: DictConfig, network, datamodule):
@@ -70,11 +71,11 @@ def task(cfg: DictConfig, network, datamodule):
         model=network,
         criterion=criterion,
         problem=cfg.loss.problem,
-        num_classes=cfg.dataset.num_classes,
+        num_classes=datamodule.spec.num_classes,
         l1=cfg.loss.l1,
         l2=cfg.loss.l2,
-        target_mean=datamodule.target_mean,
-        target_std=datamodule.target_std,
+        target_mean=datamodule.spec.target_mean,
+        target_std=datamodule.spec.target_std,
     )
     if not isinstance(built, Task):
         raise ConfigError(

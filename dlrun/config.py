@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = next(p for p in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf") if p.is_dir())
 
 PRECISIONS = ("32", "bf16", "16")
-AUTO = "auto"  # dataset.in_shape, dataset.num_classes: counted from the data when it is read (dlrun/build.py)
+AUTO = "auto"  # dataset.in_shape, dataset.num_classes: counted from the data when it is read (dlrun/data/spec.py)
 LOSS_KEYS = ("problem", "l1", "l2")  # read by dlrun from every loss option (conf/loss/*.yaml)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DQN_TASK = "dlrun.tasks.dqn.DQNTask"  # plays a gymnasium environment: dataset=environment, brought by env=<option>

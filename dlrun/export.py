@@ -302,7 +302,7 @@ def _write_state_dict(trained, batch, path: Path, opset: int) -> dict:
     from dlrun import build
 
     torch.save(trained.model.state_dict(), path)
-    fresh = build.model(OmegaConf.create({"model": trained.config.model})).eval()
+    fresh = build.instantiate(_model_config(trained), "model").eval()  # as the description tells a user to
     fresh.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
     def run(inputs):
@@ -376,7 +376,7 @@ def _onnx_io(value) -> dict:
 
 def _describe(trained, path: Path, format_name: str) -> dict:
     """What a user of the file needs besides the file: where it came from and how inputs and outputs are read."""
-    preprocessing = trained.preprocessing or {}
+    preprocessing = trained.preprocessing
     meaning = {
         "classification": "one logit per class; softmax gives the class probabilities (order: class_names)",
         "binary": "one logit; sigmoid gives the probability of class_names[1]",
@@ -403,8 +403,16 @@ def _describe(trained, path: Path, format_name: str) -> dict:
                 for key in ("input_mean", "input_std", "target_mean", "target_std")
             },
         },
-        "model_config": OmegaConf.to_container(trained.config.model, resolve=True),
+        "model_config": _model_config(trained),
     }
+
+
+def _model_config(trained) -> dict:
+    """The model's config with what dlrun supplied from the data (in_shape, num_outputs): instantiate builds it."""
+    from dlrun import build
+
+    node = OmegaConf.to_container(trained.config.model, resolve=True)
+    return {**node, **build.model_arguments(trained.config, trained.spec)}
 
 
 def _as_list(value):

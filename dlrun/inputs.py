@@ -1,7 +1,8 @@
 """A trained model rebuilt from a dlrun checkpoint, and new raw inputs read the way training saw them.
 
-Shared by `dlrun-export` and `dlrun-predict`. The checkpoint's own config rebuilds the model (so the
-command needs no overrides) and its "preprocessing" standardises new inputs with the training statistics.
+Shared by `dlrun-export`, `dlrun-predict` and `dlrun-sample`. The checkpoint's own config and data spec rebuild
+the model (so the command needs no overrides) and its "preprocessing" standardises new inputs with the training
+statistics.
 
 Raw inputs, one row per input, each of the dataset's in_shape:
   image files (.png, .jpg, ...) or a folder of them: converted to the dataset's channels (1: greyscale,
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlrun.data.spec import DataSpec
 from dlrun.errors import ConfigError
 
 if TYPE_CHECKING:  # torch loads only once a command gets past checking its arguments
@@ -37,9 +39,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 TENSOR_SUFFIXES = (".npy", ".pt", ".pth")
 KINDS = "a folder of images, image files (.png, .jpg, ...), a .csv of feature rows, or a .npy or .pt tensor file"
 RESAMPLING = ("bilinear", "box")
-# How an image file becomes an input of datasets that were not made with pixel / 255 and bilinear resizing:
-# (the value of a white pixel in training units, the resampling that shrinks a larger image).
-IMAGE_FILES = {("dlrun.data.embedded.load", "digits"): (16.0, "box")}
+# How an image file is shrunk for datasets whose images were not resized bilinearly (digits: box averaging).
+IMAGE_RESAMPLING = {("dlrun.data.embedded.load", "digits"): "box"}
 
 
 @dataclass
@@ -49,46 +50,44 @@ class Trained:
     path: Path
     model: nn.Module
     config: DictConfig  # the run's resolved config, as stored in the checkpoint
-    in_shape: tuple[int, ...]  # one input, without the batch dimension
+    spec: DataSpec  # what the model was built for (its model_shape, classes), as stored in the checkpoint
+    in_shape: tuple[int, ...]  # one raw input, without the batch dimension (before a resize transform)
     problem: str | None  # classification | binary | regression (supervised runs), else None
-    preprocessing: dict | None  # None in checkpoints written before dlrun stored it
+    preprocessing: dict  # the standardisation and resize of the training inputs
     epoch: int | None
 
     @property
     def class_names(self) -> list[str]:
-        names = list((self.preprocessing or {}).get("class_names") or [])
-        if names or self.problem not in ("classification", "binary"):
-            return names
-        count = 2 if self.problem == "binary" else OmegaConf.select(self.config, "dataset.num_classes", default=0)
-        return [str(index) for index in range(count or 0)]
+        return list(self.spec.class_names)
 
     @property
     def pixel_max(self) -> float:
         """What a white pixel of an image file becomes in training units."""
-        return self._image_files()[0]
+        return self.spec.pixel_max or 1.0
 
     @property
     def resize(self) -> list[int] | None:
         """[height, width] the dataset's transforms resized image batches to, if they did."""
-        resize = (self.preprocessing or {}).get("resize")
-        return None if resize is None or len(self.in_shape) != 3 else [int(side) for side in resize]
+        resize = self.preprocessing.get("resize")
+        return None if resize is None else [int(side) for side in resize]
 
     @property
     def model_shape(self) -> tuple[int, ...]:
         """One model input: in_shape, resized where the dataset's transforms resized."""
-        return self.in_shape if self.resize is None else (self.in_shape[0], *self.resize)
+        return tuple(self.spec.in_shape)
 
     def read(self, paths: Sequence[str | Path], *, invert: bool = False, key: str = "INPUT") -> Inputs:
         """Raw inputs [N, *in_shape] from files, image files read the way this checkpoint's dataset read them."""
-        pixel_max, resampling = self._image_files()
+        dataset = self.config.get("dataset") or {}
+        resampling = IMAGE_RESAMPLING.get((dataset.get("_target_"), dataset.get("name")), "bilinear")
+        pixel_max = self.pixel_max
         return read(paths, in_shape=self.in_shape, pixel_max=pixel_max, resampling=resampling, invert=invert, key=key)
 
     def prepare(self, raw: Tensor) -> Tensor:
         """Raw inputs [N, *in_shape] to model inputs, as training prepared its val and test batches."""
         import torch.nn.functional as F
 
-        preprocessing = self.preprocessing or {}
-        mean, std = preprocessing.get("input_mean"), preprocessing.get("input_std")
+        mean, std = self.preprocessing.get("input_mean"), self.preprocessing.get("input_std")
         inputs = raw if mean is None or std is None else (raw - mean) / std
         if self.resize is not None and list(inputs.shape[-2:]) != self.resize:
             inputs = F.interpolate(inputs, size=self.resize, mode="bilinear", align_corners=False, antialias=True)
@@ -101,10 +100,6 @@ class Trained:
         with torch.inference_mode():
             starts = range(0, len(inputs), batch_size)
             return torch.cat([self.model(inputs[start : start + batch_size]) for start in starts])
-
-    def _image_files(self) -> tuple[float, str]:
-        dataset = self.config.get("dataset") or {}
-        return IMAGE_FILES.get((dataset.get("_target_"), dataset.get("name")), (1.0, "bilinear"))
 
 
 def load_trained(path: str | Path, *, key: str = "CKPT") -> Trained:
@@ -120,24 +115,32 @@ def load_trained(path: str | Path, *, key: str = "CKPT") -> Trained:
             f"{key} = {path}: holds no run config, so its model cannot be rebuilt; type the path of a "
             "checkpoints/last.pt or checkpoints/best.pt written by dlrun"
         )
+    preprocessing = state.get("preprocessing")
+    if not isinstance(preprocessing, dict) or not DataSpec.stored_in(preprocessing):
+        raise ConfigError(
+            f"{key} = {path}: holds no data spec (written by an older dlrun), so its model cannot be rebuilt for "
+            "its data; train it again with this dlrun"
+        )
     cfg = OmegaConf.create(config)
-    model = build.model(cfg)
+    spec = DataSpec.from_dict(preprocessing)
+    model = build.model(cfg, spec)
     checkpoint_file.load_weights(
         model,
         state["model"],
         problem=f"{key} = {path}: its weights do not fit the model its own config builds",
         hint="type the path of an unmodified dlrun checkpoint",
     )
-    in_shape = OmegaConf.select(cfg, "dataset.in_shape", default=None)
-    if not in_shape:
-        raise ConfigError(f"{key} = {path}: its config has no dataset.in_shape, so the input shape is unknown")
+    in_shape = spec.in_shape
+    if preprocessing.get("resize") is not None:  # images read at the dataset's in_shape, then resized per batch
+        in_shape = [in_shape[0], *OmegaConf.select(cfg, "dataset.in_shape")[1:]]
     return Trained(
         path=path,
         model=model.float().eval(),
         config=cfg,
+        spec=spec,
         in_shape=tuple(int(size) for size in in_shape),
         problem=OmegaConf.select(cfg, "loss.problem", default=None),
-        preprocessing=state.get("preprocessing"),
+        preprocessing=preprocessing,
         epoch=state.get("epoch"),
     )
 

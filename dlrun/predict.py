@@ -106,12 +106,6 @@ def predict(
             f"CKPT = {trained.path}: a {trained.problem or 'non-supervised'} run; dlrun-predict reads checkpoints of "
             f"supervised runs ({', '.join(SUPERVISED)}); type the path of such a checkpoint"
         )
-    if trained.preprocessing is None:
-        raise ConfigError(
-            f"CKPT = {trained.path}: holds no preprocessing (written by an older dlrun), so new inputs cannot be "
-            "standardised like the training data; train again, or resume it for one more epoch (dlrun "
-            "ckpt_path=<this file> trainer.max_epochs=<one more>) to write a checkpoint that holds it"
-        )
     read = trained.read(inputs, invert=invert)
     outputs = trained.outputs(trained.prepare(read.values), batch_size=batch_size).float()
     rows = interpret(trained, read.names, outputs)
@@ -131,9 +125,9 @@ def interpret(trained, names: list[str], outputs) -> list[dict[str, str]]:
     import torch
 
     if trained.problem == "regression":
-        preprocessing = trained.preprocessing
-        if preprocessing.get("target_mean") is not None:
-            outputs = outputs * preprocessing["target_std"] + preprocessing["target_mean"]
+        spec = trained.spec
+        if spec.target_mean is not None:
+            outputs = outputs * spec.target_std + spec.target_mean
         columns = ["value"] if outputs.shape[1] == 1 else [f"value_{index}" for index in range(outputs.shape[1])]
         return [
             {"input": name, **{column: f"{value:.6f}" for column, value in zip(columns, row, strict=True)}}

@@ -28,7 +28,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     seed_everything(cfg.seed)
 
     data = build.data(cfg)
-    model = build.model(cfg)
+    model = build.model(cfg, data.spec)
     task = build.task(cfg, model, data)
     optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
     trainer = build.trainer(cfg, run_dir)

@@ -106,7 +106,7 @@ def sample(
 
 def pixels(trained, samples):
     """Samples in the dataset's standardised units to pixel values in [0, 1]."""
-    preprocessing = trained.preprocessing or {}
+    preprocessing = trained.preprocessing
     mean, std = preprocessing.get("input_mean"), preprocessing.get("input_std")
     values = samples if mean is None or std is None else samples * std + mean
     return (values / trained.pixel_max).clamp(0, 1)

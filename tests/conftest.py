@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from dlrun import build
 from dlrun.config import CONFIG_DIR, register_schemas
+from dlrun.data.spec import DataSpec
+from dlrun.data.transforms import resized_shape
 
 REPO = Path(__file__).resolve().parent.parent
 DLRUN = str(Path(sys.executable).with_name("dlrun"))
@@ -24,6 +27,14 @@ def compose_config(*overrides: str, small: bool = True) -> DictConfig:
     """The config `dlrun <overrides>` would run, composed from the real conf/."""
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=[*(SMALL if small else []), *overrides])
+
+
+def model_for(cfg: DictConfig):
+    """The config's model for the shape and classes its dataset keys state, without reading the dataset."""
+    classes = OmegaConf.select(cfg, "dataset.num_classes")
+    resize = OmegaConf.select(cfg, "dataset.transforms.resize", default=None)
+    shape = resized_shape(list(cfg.dataset.in_shape), resize)
+    return build.model(cfg, DataSpec(in_shape=shape, class_names=[str(i) for i in range(classes or 0)]))
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:

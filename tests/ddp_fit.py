@@ -19,7 +19,7 @@ out = Path(sys.argv[1])
 cfg = compose_config("trainer.max_epochs=2", "trainer.limit_batches=8", *sys.argv[2:])
 seed_everything(cfg.seed + World.from_env().rank)  # different initial weights: DDP must make them equal
 data = build.data(cfg)
-model = build.model(cfg)
+model = build.model(cfg, data.spec)
 task = build.task(cfg, model, data)
 optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
 trainer = Trainer(**OmegaConf.to_container(cfg.trainer))

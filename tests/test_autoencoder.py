@@ -54,7 +54,7 @@ def test_conv_architecture_refuses_tabular_data():
 def test_denoising_trains_on_noisy_inputs_against_the_clean_ones():
     cfg = compose_config("task=autoencoder", "task.noise_std=0.3")
     data = build.data(cfg)
-    task = build.task(cfg, build.model(cfg), data)
+    task = build.task(cfg, build.model(cfg, data.spec), data)
     inputs, targets = data.train[0][:16], data.train[1][:16]
     torch.manual_seed(0)
     loss = task.training_step((inputs, targets))["loss"]
@@ -67,7 +67,7 @@ def test_the_schedule_is_sized_without_the_anomaly_class():
     cfg = compose_config("task=autoencoder", "task.anomaly_class=7", "scheduler=onecycle", "trainer.max_epochs=3")
     data = build.data(cfg)
     train_targets = data.train[1].clone()
-    task = build.task(cfg, build.model(cfg), data)
+    task = build.task(cfg, build.model(cfg, data.spec), data)
     kept = int((train_targets != 7).sum())
     assert len(data.train[1]) == kept < len(train_targets) and not (data.val[1] == 7).any()
     optimizers = task.configure_optimizers(build.optimizer_factory(cfg))

@@ -5,13 +5,12 @@ import json
 import pytest
 import torch
 
-from dlrun import build
 from dlrun.errors import ConfigError
 from dlrun.models.layers import ACTIVATIONS
 from dlrun.models.vision import FAMILIES, RESNETS
 from dlrun.run import run
 
-from conftest import compose_config, option_names
+from conftest import compose_config, model_for, option_names
 
 EMBEDDED = ["digits", "iris", "wine", "breast_cancer", "diabetes"]
 RECURRENT = ["rnn", "lstm", "gru"]
@@ -62,12 +61,12 @@ def test_image_models_refuse_tabular_data(model, run_dir):
 
 @pytest.mark.parametrize("variant", RESNETS)
 def test_every_resnet_variant_builds_for_small_images(variant):
-    network = build.model(compose_config("model=resnet", f"model.variant={variant}"))
+    network = model_for(compose_config("model=resnet", f"model.variant={variant}"))
     assert network(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_large_images_keep_the_imagenet_stem():
-    network = build.model(compose_config("model=resnet", "dataset=cifar10", "dataset.in_shape=[1,96,96]"))
+    network = model_for(compose_config("model=resnet", "dataset=cifar10", "dataset.in_shape=[1,96,96]"))
     assert network.conv1.stride == (2, 2) and network.conv1.in_channels == 1
     assert network(torch.randn(2, 1, 96, 96)).shape == (2, 10)
 
@@ -78,7 +77,7 @@ def test_every_activation(activation, run_dir):
 
 
 def test_cnn_options_shape_the_network():
-    network = build.model(
+    network = model_for(
         compose_config("model=cnn", "model.channels=[8,16,32]", "model.kernel_size=5", "model.pooling=avg")
     )
     convs = [m for m in network if isinstance(m, torch.nn.Conv2d)]

@@ -68,7 +68,7 @@ def train(*callbacks: Callback) -> None:
     cfg = compose_config(*JUMPY)
     seed_everything(cfg.seed)
     data = build.data(cfg)
-    task = build.task(cfg, build.model(cfg), data)
+    task = build.task(cfg, build.model(cfg, data.spec), data)
     trainer = Trainer(max_epochs=EPOCHS, limit_batches=4, device="cpu", callbacks=list(callbacks))
     trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
 

@@ -197,7 +197,7 @@ def test_a_users_own_model_and_config_dir(tmp_path):
     )
     (tmp_path / "myconf" / "model").mkdir(parents=True)
     (tmp_path / "myconf" / "model" / "linear.yaml").write_text(
-        "_target_: mynets.linear\nin_shape: ${dataset.in_shape}\nnum_outputs: ${loss.num_outputs}\n"
+        "_target_: mynets.linear\n"  # dlrun passes in_shape and num_outputs
     )
     env = {"PYTHONPATH": str(tmp_path)}
     ok = run_cli("--config-dir", str(tmp_path / "myconf"), "model=linear", *QUICK, "quiet=true", cwd=tmp_path, env=env)

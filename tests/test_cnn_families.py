@@ -13,12 +13,13 @@ from omegaconf import OmegaConf
 from dlrun import build
 from dlrun.config import CONFIG_DIR
 from dlrun.data.module import DataModule
-from dlrun.data.transforms import image_transforms
+from dlrun.data.spec import DataSpec
+from dlrun.data.transforms import image_transforms, resized_shape
 from dlrun.errors import ConfigError
 from dlrun.models import pretrained as imagenet
 from dlrun.models.vision import FAMILIES
 
-from conftest import compose_config, option_names, run_cli
+from conftest import compose_config, model_for, option_names, run_cli
 
 SHAPES = {"digits": [1, 8, 8], "mnist": [1, 28, 28], "cifar10": [3, 32, 32]}  # dataset option -> image shape
 HEAVY = re.compile(r"vgg|inception|resnet(50|101|152)|densenet(161|169|201)|efficientnet_b[4-7]")
@@ -51,15 +52,16 @@ def tiny_data(cfg, count: int = 2) -> DataModule:
     split = (torch.randn(count, *shape, generator=generator), torch.arange(count) % cfg.dataset.num_classes)
     transforms = OmegaConf.to_container(cfg.dataset.transforms, resolve=True)
     train_transform, eval_transform = image_transforms(transforms, in_shape=shape, mean=None, std=None)
+    spec = DataSpec(in_shape=resized_shape(shape, transforms.get("resize")), class_names=["a", "b"])
     return DataModule(
-        split, split, split, batch_size=count, train_transform=train_transform, eval_transform=eval_transform
+        split, split, split, spec, batch_size=count, train_transform=train_transform, eval_transform=eval_transform
     )
 
 
 def train_one_step(cfg, network: torch.nn.Module | None = None) -> tuple[torch.nn.Module, dict]:
     """One optimizer step of the configured task (on the given network, else the configured one) on two images;
     returns the network and the step's outputs."""
-    network = build.model(cfg) if network is None else network
+    network = model_for(cfg) if network is None else network
     data = tiny_data(cfg)
     task = build.task(cfg, network, data)
     optimizer = task.configure_optimizers(build.optimizer_factory(cfg))["model"]
@@ -94,7 +96,7 @@ def test_every_family_is_a_model_option_listing_its_variants():
 
 @pytest.mark.parametrize(("option", "variant"), VARIANTS)
 def test_every_variant_trains_a_step_on_small_grey_and_colour_images(option, variant):
-    grey = build.model(config(option, "digits", variant=variant))
+    grey = model_for(config(option, "digits", variant=variant))
     for dataset in SHAPES:
         cfg = config(option, dataset, variant=variant)
         # 8x8 and 28x28 grey images get the same network (one channel, small stem): it is built once, to save time,
@@ -112,7 +114,7 @@ def test_every_variant_trains_a_step_on_small_grey_and_colour_images(option, var
 def test_auxiliary_classifiers_count_in_the_training_loss(option):
     cfg = config(option, "digits")
     torch.manual_seed(0)
-    network = build.model(cfg)
+    network = model_for(cfg)
     data = tiny_data(cfg)
     inputs, targets = next(data.batches("train"))
     network.train()
@@ -127,13 +129,13 @@ def test_auxiliary_classifiers_count_in_the_training_loss(option):
 
     smaller = {"input_size": 75} if option == "inception" else {}  # without aux_logits, 75 px suffice
     without = config(option, "digits", aux_logits=False, **smaller)
-    network = build.model(without)
+    network = model_for(without)
     assert not isinstance(network.train()(next(tiny_data(without).batches("train"))[0]), tuple)
 
 
 def test_large_images_keep_the_imagenet_stem():
     cfg = config("efficientnet", "cifar10", "dataset.in_shape=[1,96,96]")
-    network = build.model(cfg)
+    network = model_for(cfg)
     assert network.features[0][0].stride == (2, 2) and network.features[0][0].in_channels == 1
     assert network(torch.randn(2, 1, 96, 96)).shape == (2, 10)
 
@@ -176,7 +178,7 @@ def test_pretrained_loads_the_cached_weights_and_replaces_the_head(hub):
     state = save_imagenet_weights("mobilenet_v3_small")
     assert (hub / "mobilenet_v3_small-047dcff4.pth").is_file()
     cfg = config("mobilenet", "cifar10", variant="mobilenet_v3_small", pretrained=True)
-    network = build.model(cfg)
+    network = model_for(cfg)
 
     loaded = network.state_dict()
     assert loaded["classifier.3.weight"].shape == (10, 1024)  # the new head, for CIFAR's 10 classes
@@ -190,7 +192,7 @@ def test_pretrained_loads_the_cached_weights_and_replaces_the_head(hub):
 def test_freeze_backbone_trains_only_the_new_head(hub):
     save_imagenet_weights("resnet18")
     cfg = config("resnet", "digits", "dataset.transforms.resize=32", pretrained=True, freeze_backbone=True)
-    network = build.model(cfg)
+    network = model_for(cfg)
     assert network.conv1.in_channels == 1 and network.conv1.stride == (2, 2)  # the RGB kernels, averaged for grey
     assert {name for name, p in network.named_parameters() if p.requires_grad} == {"fc.weight", "fc.bias"}
 
@@ -220,20 +222,20 @@ def test_pretrained_googlenet_keeps_its_auxiliary_heads_for_the_new_classes(hub)
 def test_missing_weights_name_the_cache_directory_and_the_file(hub):
     cfg = config("efficientnet", "cifar10", pretrained=True)
     with pytest.raises(ConfigError) as raised:
-        build.model(cfg)
+        model_for(cfg)
     message = str(raised.value)
     assert str(hub) in message and "efficientnet_b0_rwightman-7f5810bc.pth" in message
     assert "model.download=true" in message
 
     with pytest.raises(ConfigError, match="model.download = true: fetching .* failed .* no network"):
-        build.model(config("efficientnet", "cifar10", pretrained=True, download=True))
+        model_for(config("efficientnet", "cifar10", pretrained=True, download=True))
 
 
 def test_a_damaged_cached_file_is_a_config_error(hub):
     hub.mkdir(parents=True)
     (hub / "resnet18-f37072fd.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="resnet18-f37072fd.pth is not a readable weights file"):
-        build.model(config("resnet", "cifar10", pretrained=True))
+        model_for(config("resnet", "cifar10", pretrained=True))
 
 
 def test_cli_without_cached_weights_exits_2_naming_the_cache(tmp_path):
@@ -256,21 +258,21 @@ def test_cli_without_cached_weights_exits_2_naming_the_cache(tmp_path):
 
 def test_unknown_variant_lists_the_family_s_variants():
     with pytest.raises(ConfigError, match="model.variant = vgg12: not a vgg variant; type one of vgg11 | vgg11_bn"):
-        build.model(config("vgg", "digits", variant="vgg12"))
+        model_for(config("vgg", "digits", variant="vgg12"))
 
 
 def test_freeze_backbone_without_pretrained_weights_is_a_config_error():
     with pytest.raises(ConfigError, match="model.freeze_backbone = true: there is no pretrained backbone"):
-        build.model(config("densenet", "digits", freeze_backbone=True))
+        model_for(config("densenet", "digits", freeze_backbone=True))
 
 
 def test_images_too_small_for_the_kept_stem_name_the_resize(hub):
     save_imagenet_weights("alexnet")
     with pytest.raises(ConfigError, match=r"needs at least 63x63; type dataset.transforms.resize=224"):
-        build.model(config("alexnet", "digits", pretrained=True))
+        model_for(config("alexnet", "digits", pretrained=True))
     with pytest.raises(
         ConfigError, match="needs at least 63x63; type dataset.transforms.resize=63 or model.small_input_stem=auto"
     ):
-        build.model(config("alexnet", "digits", small_input_stem=False))
+        model_for(config("alexnet", "digits", small_input_stem=False))
     with pytest.raises(ConfigError, match="auxiliary classifier .* needs at least 299x299"):
-        build.model(config("inception", "digits", "dataset.transforms.resize=128"))
+        model_for(config("inception", "digits", "dataset.transforms.resize=128"))

@@ -4,6 +4,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from dlrun import build
 from dlrun.config import validate
 from dlrun.errors import ConfigError
 
@@ -23,20 +24,20 @@ def test_defaults_are_the_digits_mlp():
     cfg = compose_config()
     assert cfg.dataset.name == "digits"
     assert cfg.model._target_ == "dlrun.models.mlp.mlp"
-    assert list(cfg.model.in_shape) == [1, 8, 8]
-    assert cfg.model.num_outputs == 10
+    assert build.model_arguments(cfg, build.data(cfg).spec) == {"in_shape": [1, 8, 8], "num_outputs": 10}
     validate(cfg)
 
 
 def test_regression_dataset_brings_its_loss_but_the_command_line_wins():
-    assert compose_config("dataset=diabetes").loss.problem == "regression"
-    assert compose_config("dataset=diabetes").model.num_outputs == 1
+    cfg = compose_config("dataset=diabetes")
+    assert cfg.loss.problem == "regression"
+    assert build.model_arguments(cfg, build.data(cfg).spec) == {"in_shape": [10], "num_outputs": 1}
     assert compose_config("dataset=diabetes", "loss=cross_entropy").loss.problem == "classification"
 
 
 def test_binary_loss_gives_one_output():
     cfg = compose_config("dataset=breast_cancer", "loss=bce")
-    assert cfg.model.num_outputs == 1
+    assert build.model_arguments(cfg, build.data(cfg).spec)["num_outputs"] == 1
     validate(cfg)
 
 

@@ -48,7 +48,7 @@ def houses(tmp_path_factory) -> tuple[Path, dict]:
 def test_classification_encodes_numbers_and_one_hot_categories(houses):
     path, columns = houses
     data = load(path=str(path), target="band", features=["rooms", "area", "town"], num_classes="auto")
-    assert data.class_names == ["cheap", "dear", "mid"]  # sorted text labels
+    assert data.spec.class_names == ["cheap", "dear", "mid"]  # sorted text labels
     inputs = torch.cat([data.train[0], data.val[0], data.test[0]])
     assert inputs.shape == (ROWS, 2 + len(TOWNS))  # two numbers and a one-hot town
     towns = inputs[:, 2:]
@@ -61,8 +61,8 @@ def test_classification_encodes_numbers_and_one_hot_categories(houses):
 def test_regression_standardises_the_target_and_keeps_its_units(houses):
     path, columns = houses
     data = load(path=str(path), target="price", features=["rooms", "area", "town"], num_classes=None)
-    assert data.class_names == [] and data.train[1].shape[1] == 1
-    targets = torch.cat([data.train[1], data.val[1], data.test[1]]) * data.target_std + data.target_mean
+    assert data.spec.class_names == [] and data.train[1].shape[1] == 1
+    targets = torch.cat([data.train[1], data.val[1], data.test[1]]) * data.spec.target_std + data.spec.target_mean
     assert sorted(targets.flatten().tolist()) == pytest.approx(sorted(columns["price"]), abs=1e-3)
 
 
@@ -93,8 +93,10 @@ def test_training_through_the_config(houses, tmp_path, loss, target, metric):
         "trainer.max_epochs=20",
     )
     run(cfg, tmp_path / "run")
-    assert cfg.dataset.in_shape == [5]  # counted: rooms, area, three towns
-    assert cfg.dataset.num_classes == {"cross_entropy": 3, "bce": 2, "mse": None}[loss]
+    spec = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)["preprocessing"]
+    assert spec["in_shape"] == [5]  # counted: rooms, area, three towns
+    assert len(spec["class_names"]) == {"cross_entropy": 3, "bce": 2, "mse": 0}[loss]
+    assert cfg.dataset.in_shape == "auto"  # the config says what the user asked for, the data what it found
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics[metric] > {"test/acc": 0.6, "test/auroc": 0.9, "test/r2": 0.8}[metric], metrics
 
@@ -142,4 +144,4 @@ def test_semicolons_are_read_too(tmp_path):
     path = tmp_path / "semicolons.csv"
     path.write_text("a;b;label\n" + "\n".join(f"{i};{i * 2};{'yes' if i % 2 else 'no'}" for i in range(30)) + "\n")
     data = build.data(compose_config("dataset=csv", f"dataset.path={path}", "dataset.target=label"))
-    assert data.class_names == ["no", "yes"] and data.train[0].shape[1] == 2
+    assert data.spec.class_names == ["no", "yes"] and data.train[0].shape[1] == 2

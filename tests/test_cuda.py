@@ -22,7 +22,7 @@ def fit(*overrides: str):
     """A fit on the GPU of the given config; returns the data, the task and the final state."""
     cfg = compose_config("trainer.device=cuda", *overrides)
     data = build.data(cfg)
-    task = build.task(cfg, build.model(cfg), data)
+    task = build.task(cfg, build.model(cfg, data.spec), data)
     trainer = Trainer(**{**cfg.trainer, "device": "cuda"})
     state = trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
     return data, task, trainer, state

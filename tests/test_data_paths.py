@@ -86,7 +86,7 @@ def test_splits_stay_in_host_memory_with_data_on_device_false():
 
     cfg = compose_config()
     data = build.data(cfg)
-    task = build.task(cfg, build.model(cfg), data)
+    task = build.task(cfg, build.model(cfg, data.spec), data)
     for on_device, resident_on in (("auto", torch.device("cpu")), (False, None)):
         data.resident_on = None
         trainer = Trainer(device="cpu", max_epochs=1, limit_batches=2, data_on_device=on_device)

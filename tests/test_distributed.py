@@ -28,7 +28,7 @@ def test_ranks_end_with_identical_weights_and_evaluate_their_shards(tmp_path):
     per_rank = data.size("train") // 2  # a DistributedSampler's share with drop_last
     assert [s["train_batches"] for s in seen] == [math.ceil(per_rank / data.batch_size)] * 2
     assert sum(s["test_samples"] for s in seen) == data.size("test")
-    task = build.task(cfg, build.model(cfg), data)
+    task = build.task(cfg, build.model(cfg, data.spec), data)
     task.model.load_state_dict(first)
     whole = Trainer(device="cpu").evaluate(task, data, "test")
     for metrics in seen:

@@ -13,7 +13,7 @@ from dlrun.errors import ConfigError
 from dlrun.run import run
 from dlrun.tasks.replay import ReplayBuffer
 
-from conftest import compose_config, only_run_dir, run_cli
+from conftest import compose_config, model_for, only_run_dir, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -50,7 +50,7 @@ def test_runs_through_the_cli_and_prints_the_greedy_return(cli_run):
         f"{split}/{name}" for split in ("val", "test") for name in ("return", "return_std", "length")
     }
     assert metrics["test/return"] == metrics["test/length"] >= 8  # CartPole: +1 a step; no episode ends sooner
-    model = build.model(compose_config(*TINY, "dataset.in_shape=[4]", "dataset.num_classes=2"))
+    model = model_for(compose_config(*TINY, "dataset.in_shape=[4]", "dataset.num_classes=2"))
     model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))  # model.pt: the Q-network alone
 
 

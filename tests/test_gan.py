@@ -7,12 +7,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlrun import build
 from dlrun.errors import ConfigError
 from dlrun.run import run
 from dlrun.tasks.gan import GANTask
 
-from conftest import compose_config, only_run_dir, run_cli
+from conftest import compose_config, model_for, only_run_dir, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -121,7 +120,7 @@ def test_mlp_gan_generates_feature_vectors(run_dir):
 )
 @pytest.mark.parametrize("model", ["dcgan", "mlp_gan"])
 def test_generated_images_have_the_dataset_shape(model, dataset, in_shape):
-    network = build.model(
+    network = model_for(
         compose_config(
             "task=gan", f"model={model}", f"dataset={dataset}", f"dataset.in_shape=[{','.join(map(str, in_shape))}]"
         )
@@ -154,6 +153,6 @@ def test_impossible_combinations_are_named(overrides, message, run_dir):
 
 def test_torchrun_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    network = build.model(compose_config("task=gan"))
+    network = model_for(compose_config("task=gan"))
     with pytest.raises(ConfigError, match="task=gan trains its generator and discriminator in one process"):
         GANTask(model=network, discriminator_optimizer=torch.optim.Adam, num_classes=10)

@@ -54,7 +54,7 @@ def split_folders(tmp_path_factory) -> Path:
 
 def test_class_folders_are_split_by_the_fractions(flat):
     data = load(root=str(flat), in_shape=[3, 8, 8], val_fraction=0.2, test_fraction=0.2, normalize=False)
-    assert data.class_names == CLASSES
+    assert data.spec.class_names == CLASSES
     sizes = {split: data.size(split) for split in ("train", "val", "test")}
     assert sizes == {"train": 36, "val": 12, "test": 12}
     for split in ("train", "val", "test"):
@@ -95,7 +95,8 @@ def test_training_through_the_config_counts_the_classes(flat, run_dir):
     )
     assert cfg.dataset.num_classes == "auto"
     run(cfg, run_dir)
-    assert cfg.dataset.num_classes == 3  # counted from the folders, and the model's head followed
+    weights = list(torch.load(run_dir / "model.pt", weights_only=True).values())
+    assert len(weights[-1]) == 3  # the head's bias: one output per class folder, counted
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/acc"] > 0.5, metrics  # chance is 1/3
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -107,7 +108,7 @@ def test_a_pretrained_family_on_folders_with_a_resize(flat):
         "dataset=image_folder", f"dataset.root={flat}", "model=mobilenet", "dataset.transforms.resize=32"
     )
     data = build.data(cfg)
-    network = build.model(cfg)
+    network = build.model(cfg, data.spec)
     inputs, _ = next(data.batches("val"))
     assert inputs.shape[-2:] == (32, 32) and network(inputs).shape == (len(inputs), 3)
 

@@ -73,14 +73,14 @@ def test_streamed_and_in_memory_text_give_the_same_batches(tmp_path):
     memory, streamed = both_storages(
         "dataset=text", f"dataset.path={path}", "dataset.seq_len=32", "dataset.batch_size=8"
     )
-    assert memory.class_names == streamed.class_names == sorted(set(path.read_text()))  # \r\n and \r read as \n
-    assert streamed.in_shape == memory.in_shape == [32]
+    assert memory.spec.class_names == streamed.spec.class_names == sorted(set(path.read_text()))  # \r\n, \r: \n
+    assert streamed.spec.in_shape == memory.spec.in_shape == [32]
     assert_same_batches(memory, streamed)
 
 
 def test_the_shipped_macbeth_streams_the_batches_it_gives_in_memory(cache):
     memory, streamed = both_storages("dataset=text")
-    assert streamed.class_names == memory.class_names and len(memory.class_names) == 64
+    assert streamed.spec.class_names == memory.spec.class_names and len(memory.spec.class_names) == 64
     assert_same_batches(memory, streamed)
     (tokens,) = token_files(cache)
     assert tokens.stat().st_size == len(text.read_text(None))  # a byte a character: 64 characters fit uint8
@@ -110,10 +110,10 @@ def test_a_text_of_more_than_256_characters_is_stored_as_uint16_and_decodes_back
     path = tmp_path / "hanzi.txt"
     path.write_text("".join(characters[i] for i in picks), encoding="utf-8")
     data = text.load(path=str(path), seq_len=16, in_shape=[16], storage="stream")
-    assert data.class_names == sorted(characters)
+    assert data.spec.class_names == sorted(characters)
     (tokens,) = token_files(cache)
     assert tokens.stat().st_size == 2 * 5_000
-    decoded = "".join(data.class_names[i] for i in np.fromfile(tokens, np.uint16).tolist())
+    decoded = "".join(data.spec.class_names[i] for i in np.fromfile(tokens, np.uint16).tolist())
     assert decoded == path.read_text(encoding="utf-8")
 
 
@@ -130,13 +130,14 @@ BOUNDED_MEMORY = textwrap.dedent(
     import resource, sys
     import torch
     from dlrun.data import text
+    from dlrun.data.module import DataModule
 
     def peak_mib():  # the largest resident memory so far; KiB on Linux, bytes on macOS
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
     baseline = peak_mib()
     for path in sys.argv[1:]:  # the corpora in growing size: each may only add what the one before did not use
-        data = text.load(path=path, seq_len=4096, in_shape=[4096], batch_size=64, storage="stream")
+        data = DataModule.batching(text.load(path=path, seq_len=4096, in_shape=[4096], storage="stream"))
         batches = sum(1 for _ in data.batches("train", 0))
         print(peak_mib() - baseline, batches)
     """
@@ -174,8 +175,8 @@ def test_the_token_cache_is_reused_until_the_text_changes(tmp_path, cache):
 
     path.write_text("an edited text, of other characters: " * 100)
     edited = text.load(path=str(path), seq_len=16, in_shape=[16], storage="stream")
-    assert len(token_files(cache)) == 2 and edited.class_names != first.class_names
-    assert "".join(edited.class_names[i] for i in edited.train[0][0].tolist()) == "an edited text, "
+    assert len(token_files(cache)) == 2 and edited.spec.class_names != first.spec.class_names
+    assert "".join(edited.spec.class_names[i] for i in edited.train[0][0].tolist()) == "an edited text, "
     assert sorted(tmp_path.iterdir()) == [cache, path]  # nothing beside the user's file
     assert not list(cache.glob("dlrun/tokens/*.partial-*"))
 
@@ -208,7 +209,7 @@ def test_streamed_and_in_memory_series_give_the_same_batches(generated, tmp_path
         overrides += [f"dataset.path={path}", "dataset.column=load", "dataset.window=12", "dataset.in_shape=[12,1]"]
     memory, streamed = both_storages(*overrides)
     assert torch.equal(memory.input_mean, streamed.input_mean) and torch.equal(memory.input_std, streamed.input_std)
-    assert streamed.in_shape == memory.in_shape
+    assert streamed.spec.in_shape == memory.spec.in_shape
     assert_same_batches(memory, streamed)
 
 

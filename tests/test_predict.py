@@ -259,7 +259,7 @@ def test_bad_files_exit_2_naming_the_file_and_what_to_type(checkpoints, tmp_path
 @pytest.mark.usefixtures("wide_terminal")
 @pytest.mark.parametrize(
     ("dropped", "expected"),
-    [("preprocessing", "holds no preprocessing (written by an older dlrun)"), ("config", "holds no run config")],
+    [("preprocessing", "holds no data spec (written by an older dlrun)"), ("config", "holds no run config")],
 )
 def test_checkpoints_lacking_what_prediction_needs_exit_2(checkpoints, tmp_path, capsys, dropped, expected):
     state = torch.load(checkpoints["binary"], weights_only=True)

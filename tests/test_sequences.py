@@ -10,7 +10,6 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlrun import build
 from dlrun.callbacks.text_samples import TextSamples
 from dlrun.data import text, timeseries
 from dlrun.errors import ConfigError
@@ -18,7 +17,7 @@ from dlrun.models.rnn import RecurrentNet
 from dlrun.run import run
 from dlrun.tasks.language_model import LanguageModelTask, sample
 
-from conftest import compose_config, only_run_dir, option_names, run_cli
+from conftest import compose_config, model_for, only_run_dir, option_names, run_cli
 
 RECURRENT = ["rnn", "lstm", "gru"]
 FAST = ["trainer.fast_dev_run=true"]
@@ -38,7 +37,7 @@ def test_every_recurrent_option_is_a_model():
 @pytest.mark.parametrize(("dataset", "steps", "features"), [("digits", 8, 8), ("mnist", 28, 28), ("cifar10", 32, 96)])
 def test_images_are_read_row_by_row(option, dataset, steps, features):
     cfg = compose_config(f"model={option}", f"dataset={dataset}", "model.bidirectional=true", "model.num_layers=2")
-    network = build.model(cfg)
+    network = model_for(cfg)
     seen = []
     network.recurrent.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
     images = torch.randn(3, *cfg.dataset.in_shape)
@@ -60,7 +59,7 @@ def test_every_recurrent_option_trains_on_digits_and_the_time_series(option, run
 
 def test_bad_recurrent_settings_are_config_errors():
     with pytest.raises(ConfigError, match="model=gru needs sequences"):
-        build.model(compose_config("model=gru", "dataset=iris"))
+        model_for(compose_config("model=gru", "dataset=iris"))
     with pytest.raises(ConfigError, match="model.bidirectional = true: a language model must not read"):
         RecurrentNet(cell="lstm", in_shape=[16], num_outputs=5, vocab_size=5, bidirectional=True)
     with pytest.raises(ConfigError, match="model.hidden_size = 0"):
@@ -154,7 +153,7 @@ def test_text_becomes_sequences_with_targets_one_character_ahead(tmp_path):
     path = tmp_path / "poem.txt"
     path.write_text("the quick brown fox jumps over the lazy dog\n" * 20)
     data = text.load(path=str(path), seq_len=10, in_shape=[10], val_fraction=0.1, test_fraction=0.1)
-    vocabulary = data.class_names
+    vocabulary = data.spec.class_names
     assert vocabulary == sorted(set("the quick brown fox jumps over the lazy dog\n"))
     inputs, targets = data.train
     assert inputs.shape[1] == 10 and inputs.dtype == torch.long
@@ -191,7 +190,8 @@ def test_the_language_model_learns_and_samples_text_each_epoch(run_dir, capsys):
     )
     assert cfg.dataset.vocab_size == "auto"
     run(cfg, run_dir)
-    assert cfg.dataset.vocab_size == cfg.dataset.num_classes == 64 == cfg.model.vocab_size
+    spec = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["preprocessing"]
+    assert len(spec["class_names"]) == 64 and spec["tokens"]  # the model's vocabulary, counted from the text
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["val/loss"] < math.log(64) - 1, metrics  # well under the uniform guess
 
@@ -219,7 +219,7 @@ def test_bad_sampling_settings_are_config_errors():
         TextSamples(temperature=0)
     callback = TextSamples(prompt="Macbeth~")
     with pytest.raises(ConfigError, match=r"prompt = 'Macbeth~': \['~'\] never occur in the text"):
-        callback._prompt_tokens(text.load(path=None, seq_len=64, in_shape=[64]).class_names, torch.zeros(1, 64))
+        callback._prompt_tokens(text.load(path=None, seq_len=64, in_shape=[64]).spec.class_names, torch.zeros(1, 64))
     with pytest.raises(ConfigError, match="needs model=lstm | gru | rnn"):
         LanguageModelTask(model=torch.nn.Linear(2, 2), criterion=torch.nn.CrossEntropyLoss(), problem="classification")
 
@@ -231,4 +231,5 @@ def test_a_text_file_of_the_user_trains_through_the_config(tmp_path):
         "dataset=text", f"dataset.path={path}", "dataset.seq_len=16", "model=gru", "callbacks.text_samples=null", *FAST
     )
     run(cfg, tmp_path / "run")
-    assert cfg.dataset.vocab_size == 5
+    weights = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert len(weights["embedding.weight"]) == 5  # a, b, c, d and the space

@@ -77,7 +77,7 @@ def test_dlrun_shards_packs_each_split_folder_with_its_labels_and_writes_nothing
 def test_training_from_shards_gives_the_batches_and_metrics_of_the_streamed_folder(pets, packed, tmp_path):
     folder_overrides = ("dataset=image_folder", f"dataset.root={pets}", IN_SHAPE, "dataset.storage=stream")
     from_shards, from_folder = build.data(shards_config(packed)), build.data(compose_config(*folder_overrides))
-    assert from_shards.class_names == from_folder.class_names == CLASSES
+    assert from_shards.spec.class_names == from_folder.spec.class_names == CLASSES
     assert torch.equal(from_shards.input_mean, from_folder.input_mean)
     assert torch.equal(from_shards.input_std, from_folder.input_std)
     for split, epoch in (("train", 0), ("train", 1), ("val", 0), ("test", 0)):
@@ -274,8 +274,8 @@ def test_a_packed_csv_file_gives_the_inputs_of_dataset_csv_and_trains(iris_csv, 
     from_csv = build.data(compose_config("dataset=csv", f"dataset.path={iris_csv}", "dataset.target=species", numbers))
     cfg = compose_config("dataset=shards_table", f"dataset.root={iris_shards}", "dataset.target=species")
     from_shards = build.data(cfg)
-    assert from_shards.class_names == from_csv.class_names == ["setosa", "versicolor", "virginica"]
-    assert cfg.dataset.in_shape == [4] and cfg.dataset.num_classes == 3  # the text column is left out
+    assert from_shards.spec.class_names == from_csv.spec.class_names == ["setosa", "versicolor", "virginica"]
+    assert from_shards.spec.in_shape == [4]  # the text column is left out
     for split in ("train", "val", "test"):
         (x1, y1), (x2, y2) = getattr(from_shards, split), getattr(from_csv, split)
         torch.testing.assert_close(x1, x2, atol=1e-6, rtol=0)  # standardised by the training rows, the gap filled
@@ -289,7 +289,7 @@ def test_a_number_target_of_a_packed_csv_file_is_regressed(iris_shards):
     data = build.data(
         compose_config("dataset=shards_table", f"dataset.root={iris_shards}", "dataset.target=petal_width", "loss=mse")
     )
-    assert data.in_shape == [3] and data.target_mean is not None and data.train[1].shape[1:] == (1,)
+    assert data.spec.in_shape == [3] and data.spec.target_mean is not None and data.train[1].shape[1:] == (1,)
 
 
 @pytest.mark.parametrize(

@@ -243,7 +243,7 @@ def test_the_imagenet_transforms_crop_streamed_photos_to_in_shape(pets):
     data = build.data(compose_config(*folder_config(pets, "dataset/transforms=imagenet", "dataset.in_shape=[3,8,8]")))
     assert data.streamed  # per-sample transforms stream the folder whatever its size
     inputs, _ = next(data.batches("train"))
-    assert inputs.shape[1:] == (3, 8, 8) and data.in_shape == [3, 8, 8]
+    assert inputs.shape[1:] == (3, 8, 8) and data.spec.in_shape == [3, 8, 8]
     assert torch.equal(data.input_mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))  # the preset's statistics
     first, again = (next(data.batches("train", epoch=0))[0] for _ in range(2))
     assert torch.equal(first, again)  # the random draws are seeded by epoch and sample
@@ -312,4 +312,4 @@ def test_a_task_that_reads_whole_splits_refuses_a_streamed_folder(pets):
     cfg = compose_config(*folder_config(pets, "dataset.storage=stream"), "task=autoencoder")
     data = build.data(cfg)
     with pytest.raises(ConfigError, match="task=autoencoder reads whole splits as tensors.*dataset.storage=memory"):
-        build.task(cfg, build.model(cfg), data)
+        build.task(cfg, build.model(cfg, data.spec), data)

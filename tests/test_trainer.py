@@ -9,7 +9,7 @@ from dlrun import build
 from dlrun.run import run
 from dlrun.tasks.base import Task
 
-from conftest import compose_config
+from conftest import compose_config, model_for
 
 SHORT = ["trainer.limit_batches=4"]
 
@@ -28,7 +28,7 @@ def test_a_run_writes_checkpoints_model_and_metrics(run_dir):
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 8
     assert checkpoint["config"]["optimizer"]["lr"] == 0.001
     assert set(checkpoint["callbacks"]) == {"EarlyStopping", "Checkpoint", "TensorBoard", "Progress"}
-    network = build.model(compose_config())
+    network = model_for(compose_config())
     network.load_state_dict(torch.load(run_dir / "model.pt"))  # a plain state_dict, the primer's way
     metrics = json.loads((run_dir / "metrics.json").read_text())
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
@@ -105,7 +105,7 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     overrides = ["optimizer=sgd", "optimizer.lr=100", "optimizer.momentum=0", "trainer.max_epochs=1"]
     run(compose_config(*overrides, "trainer.limit_batches=1", "trainer.gradient_clip_val=1e-6"), tmp_path / "a")
     torch.manual_seed(42)  # the run's seed: the same initial weights
-    initial = build.model(compose_config(*overrides))
+    initial = model_for(compose_config(*overrides))
     trained = last_checkpoint(tmp_path / "a")["model"]
     change = torch.cat([(trained[n] - p).flatten() for n, p in initial.state_dict().items()]).norm()
     assert 0 < change <= 100 * 1e-6 * 1.01
@@ -182,7 +182,8 @@ def test_a_task_stepping_itself_is_stopped_by_any_nonfinite_metric_and_cannot_sk
     from dlrun.trainer import NonFiniteLoss, Trainer
 
     cfg = compose_config("trainer.max_epochs=1")
-    data, model = build.data(cfg), build.model(cfg)
+    data = build.data(cfg)
+    model = build.model(cfg, data.spec)
     task = DivergingManualTask(model)
     optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
     with pytest.raises(NonFiniteLoss, match=r"train/d_loss became NaN or infinite at one of steps 1-10"):
@@ -201,7 +202,7 @@ def test_training_accuracy_is_the_share_of_correct_training_predictions(log_ever
 
     cfg = compose_config("optimizer.lr=0.0", "model.dropout=0.0", f"dataset.batch_size={batch_size}")
     data = build.data(cfg)
-    task = build.task(cfg, build.model(cfg), data)
+    task = build.task(cfg, build.model(cfg, data.spec), data)
     inputs, targets = data.train
     assert len(targets) % batch_size != 0  # a last, smaller batch
     with torch.no_grad():

@@ -8,6 +8,7 @@ import torch
 
 from dlrun import build
 from dlrun.data.module import DataModule
+from dlrun.data.spec import DataSpec
 from dlrun.data.transforms import Augmentation, BatchTransform, _hsv_to_rgb, _rgb_to_hsv, image_transforms
 from dlrun.errors import ConfigError
 from dlrun.run import run
@@ -132,7 +133,8 @@ def test_eval_transform_resizes_and_the_train_transform_also_augments():
     assert evaluate(images).shape == train(images).shape == (6, 1, 16, 12)
     assert evaluate.augmentation == Augmentation()
     split = (images, torch.zeros(6, dtype=torch.long))
-    data = DataModule(split, split, split, batch_size=3, train_transform=train, eval_transform=evaluate)
+    spec = DataSpec(in_shape=[1, 16, 12])
+    data = DataModule(split, split, split, spec, batch_size=3, train_transform=train, eval_transform=evaluate)
     assert [batch.shape[-2:] for batch, _ in data.batches("test")] == [(16, 12)] * 2
     assert image_transforms({"resize": 8, "train": {}}, in_shape=[1, 8, 8], mean=None, std=None) == (None, None)
 

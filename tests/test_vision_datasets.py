@@ -105,7 +105,7 @@ def test_load_splits_val_off_the_training_set_and_tests_on_the_test_set(files, o
         assert images.shape == (size, *in_shape) and images.dtype == torch.float32
         assert labels.shape == (size,) and labels.dtype == torch.long
         assert images.min() >= 0 and images.max() <= 1
-    assert data.class_names[0] == first_class and len(data.class_names) == CLASSES.get(name, NUM_CLASSES)
+    assert data.spec.class_names[0] == first_class and len(data.spec.class_names) == CLASSES.get(name, NUM_CLASSES)
 
     test_images, test_labels = written[name]["test"]
     assert np.array_equal(as_uint8_nhwc(data.test[0]), test_images)  # the official test set, in order

@@ -35,7 +35,7 @@ class Embeddings(Callback):
         if writer is None:
             return
         codes, inputs, targets = self._test_codes(trainer)
-        class_names = trainer.data.class_names
+        class_names = trainer.data.spec.class_names
         labels = [class_names[t] if class_names else f"{t:g}" for t in targets.reshape(len(targets), -1)[:, 0].tolist()]
         thumbnails = _unit_range(inputs) if inputs.dim() == 4 else None
         # A writer of its own: the TensorBoard callback may already have closed its writer after the test.

@@ -42,13 +42,13 @@ class TextSamples(Callback):
         self.prompt_tokens: torch.Tensor | None = None
 
     def on_fit_start(self, trainer) -> None:
-        self.prompt_tokens = self._prompt_tokens(trainer.data.class_names, first_input(trainer.data.val))
+        self.prompt_tokens = self._prompt_tokens(trainer.data.spec.class_names, first_input(trainer.data.val))
 
     def on_epoch_end(self, trainer) -> None:
         epoch = trainer.state.epoch  # completed epochs
         if epoch % self.every_n_epochs and epoch != trainer.max_epochs:
             return
-        vocabulary = trainer.data.class_names
+        vocabulary = trainer.data.spec.class_names
         model = trainer.network  # the task's model, unwrapped from DistributedDataParallel
         prompt = self.prompt_tokens
         device = next(model.parameters()).device

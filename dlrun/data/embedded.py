@@ -6,7 +6,8 @@ import numpy as np
 import sklearn.datasets
 
 from dlrun.data.images import image_data_module
-from dlrun.data.module import DataModule
+from dlrun.data.module import Splits
+from dlrun.data.spec import DataSpec
 from dlrun.data.splits import as_tensors, split_indices, standardize
 from dlrun.errors import ConfigError
 
@@ -24,10 +25,7 @@ def load(
     split_seed: int = 0,
     normalize: bool = True,
     transforms: dict | None = None,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    shuffle_seed: int = 0,
-) -> DataModule:
+) -> Splits:
     if name not in DATASETS:
         raise ConfigError(
             f"dataset.name = {name}: not a bundled scikit-learn dataset; type one of {', '.join(DATASETS)}"
@@ -45,14 +43,7 @@ def load(
     target_mean = target_std = None
     if normalize and not classification:
         ys, target_mean, target_std = standardize(*ys, dims=(0,))
-    fields = {
-        "batch_size": batch_size,
-        "num_workers": num_workers,
-        "shuffle_seed": shuffle_seed,
-        "target_mean": target_mean,
-        "target_std": target_std,
-        "class_names": [str(c) for c in getattr(bunch, "target_names", [])] if classification else [],
-    }
+    class_names = [str(c) for c in getattr(bunch, "target_names", [])] if classification else []
     if len(in_shape) == 3:  # digits: one mean and std per channel, and the image transforms
         return image_data_module(
             xs,
@@ -60,15 +51,16 @@ def load(
             in_shape=in_shape,
             normalize=normalize,
             transforms=transforms,
-            max_value=PIXEL_MAX.get(name, 1.0),
-            **fields,
+            class_names=class_names,
+            pixel_max=PIXEL_MAX.get(name, 1.0),
         )
     if transforms:
         raise ConfigError(f"dataset.transforms: {name} holds no images; type dataset.transforms=null")
     input_mean = input_std = None
     if normalize:  # tabular features: one mean and std each
         xs, input_mean, input_std = standardize(*xs, dims=(0,))
-    return DataModule(*zip(xs, ys, strict=True), input_mean=input_mean, input_std=input_std, **fields)
+    spec = DataSpec(in_shape=list(in_shape), class_names=class_names, target_mean=target_mean, target_std=target_std)
+    return Splits(*zip(xs, ys, strict=True), spec=spec, input_mean=input_mean, input_std=input_std)
 
 
 def _check_matches(

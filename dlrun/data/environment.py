@@ -19,6 +19,7 @@ import gymnasium
 import torch
 from torch import Tensor
 
+from dlrun.data.spec import DataSpec
 from dlrun.errors import ConfigError
 
 VAL_SEEDS = 1_000_000  # validation episode i starts from seed VAL_SEEDS + i
@@ -37,14 +38,12 @@ class EnvironmentData:
     test_episodes: int
     seed: int = 0  # the training environment's first episode starts from this seed
 
-    target_mean = None  # nothing is standardised
-    target_std = None
     resident_on = None  # its batches stay on the CPU: the trainer places them
 
     @property
-    def in_shape(self) -> list[int]:
-        """The shape of one observation as the network sees it."""
-        return observation_shape(self.env.observation_space)
+    def spec(self) -> DataSpec:
+        """One observation as the network sees it; the actions as classes (one Q-value each)."""
+        return DataSpec(in_shape=observation_shape(self.env.observation_space), class_names=list(self.class_names))
 
     @property
     def num_actions(self) -> int:
@@ -84,15 +83,7 @@ class EnvironmentData:
 
     def preprocessing(self) -> dict:
         """Kept in checkpoints: the actions' names and the environment; observations are used as they come."""
-        return {
-            "input_mean": None,
-            "input_std": None,
-            "target_mean": None,
-            "target_std": None,
-            "class_names": list(self.class_names),
-            "resize": None,
-            "env_id": self.env_id,
-        }
+        return {**self.spec.as_dict(), "input_mean": None, "input_std": None, "resize": None, "env_id": self.env_id}
 
 
 def load(
@@ -104,7 +95,7 @@ def load(
     steps_per_epoch: int = 2500,
     eval_episodes: int = 10,
     test_episodes: int = 20,
-    shuffle_seed: int = 0,
+    seed: int = 0,
 ) -> EnvironmentData:
     if not env:
         raise ConfigError(
@@ -127,10 +118,10 @@ def load(
         steps_per_epoch=steps_per_epoch,
         eval_episodes=eval_episodes,
         test_episodes=test_episodes,
-        seed=shuffle_seed,
+        seed=seed,
     )
     measured = {
-        "in_shape": (in_shape, data.in_shape, "observation shape"),
+        "in_shape": (in_shape, data.spec.in_shape, "observation shape"),
         "num_classes": (num_classes, data.num_actions, "actions"),
     }
     for key, (value, actual, what) in measured.items():

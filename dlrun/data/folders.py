@@ -19,7 +19,7 @@ import torch
 
 from dlrun.data.image_listing import SPLIT_FOLDERS, check_classes, check_root, list_images
 from dlrun.data.images import has_per_sample, image_data_module, image_stream_module
-from dlrun.data.module import DataModule
+from dlrun.data.module import Splits
 from dlrun.data.splits import hold_out_splits
 from dlrun.data.storage import in_memory
 from dlrun.data.streaming import MODES, UNREADABLE, FileImages, pil_pixels
@@ -41,10 +41,8 @@ def load(
     transforms: dict | None = None,
     storage: str = "auto",
     unreadable: str = "skip",
-    batch_size: int = 64,
-    num_workers: int = 0,
-    shuffle_seed: int = 0,
-) -> DataModule:
+    seed: int = 0,
+) -> Splits:
     root_dir = check_root(root)
     check_image_settings(in_shape, unreadable)
     listed = list_images(root_dir)
@@ -55,7 +53,6 @@ def load(
     chosen = hold_out_splits(labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed)
     paths = {split: [listed[origin][i][0] for i in indices] for split, (origin, indices) in chosen.items()}
     split_labels = {split: labels[origin][indices] for split, (origin, indices) in chosen.items()}
-    fields = {"batch_size": batch_size, "num_workers": num_workers, "shuffle_seed": shuffle_seed}
     images = sum(len(files) for files in listed.values())
     per_sample = "dataset.transforms.per_sample works on images decoded one at a time"
     nbytes = images * int(np.prod(in_shape)) * BYTES_PER_VALUE
@@ -68,12 +65,12 @@ def load(
             transforms=transforms,
             unreadable=unreadable,
             class_names=class_names,
-            **fields,
+            seed=seed,
         )
     xs = [_read_all(paths[split], in_shape).float().div_(255) for split in SPLIT_FOLDERS]
     ys = [torch.as_tensor(split_labels[split]) for split in SPLIT_FOLDERS]
     return image_data_module(
-        xs, ys, in_shape=in_shape, normalize=normalize, transforms=transforms, class_names=class_names, **fields
+        xs, ys, in_shape=in_shape, normalize=normalize, transforms=transforms, class_names=class_names
     )
 
 

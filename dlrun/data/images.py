@@ -1,4 +1,4 @@
-"""Image splits as a DataModule, in memory or streamed: per-channel standardisation with the training split's
+"""Image splits, in memory or streamed: per-channel standardisation with the training split's
 statistics, the per-batch transforms, and for streamed images the per-sample ones."""
 
 from collections.abc import Mapping, Sequence
@@ -7,10 +7,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlrun.data.module import SPLITS, DataModule
+from dlrun.data.module import SPLITS, Splits
+from dlrun.data.spec import DataSpec
 from dlrun.data.splits import standardize
 from dlrun.data.streaming import Decoder, ImageSamples, ImageSource
-from dlrun.data.transforms import image_transforms, parse_size
+from dlrun.data.transforms import image_transforms, parse_size, resized_shape
 from dlrun.errors import ConfigError
 
 STATS_SAMPLES = 256  # streamed: the training images (at most) whose pixels give the mean and std
@@ -23,10 +24,10 @@ def image_data_module(
     in_shape: Sequence[int],
     normalize: bool,
     transforms: Mapping | None,
-    max_value: float = 1.0,
-    **fields,
-) -> DataModule:
-    """The train, val and test images (float, 0..max_value) and labels; `fields` are DataModule's other fields."""
+    class_names: list[str],
+    pixel_max: float = 1.0,
+) -> Splits:
+    """The train, val and test images (float, 0..pixel_max) and labels."""
     transforms = dict(transforms or {})
     if _per_sample(transforms.pop("per_sample", None)):
         raise ConfigError(
@@ -36,9 +37,8 @@ def image_data_module(
     input_mean = input_std = None
     if normalize:
         xs, input_mean, input_std = standardize(*xs, dims=(0, 2, 3))
-    return DataModule(
-        *zip(xs, ys, strict=True), **_batch_transforms(transforms, in_shape, input_mean, input_std, max_value), **fields
-    )
+    splits = list(zip(xs, ys, strict=True))
+    return _with_batch_transforms(splits, transforms, in_shape, input_mean, input_std, pixel_max, class_names)
 
 
 def image_stream_module(
@@ -48,10 +48,10 @@ def image_stream_module(
     normalize: bool,
     transforms: Mapping | None,
     unreadable: str,
-    shuffle_seed: int = 0,
-    **fields,
-) -> DataModule:
-    """Streamed train, val and test images: (source, labels) each, their random draws seeded by shuffle_seed.
+    class_names: list[str],
+    seed: int,
+) -> Splits:
+    """Streamed train, val and test images: (source, labels) each, their random draws seeded by seed.
     Without per-sample transforms every image is decoded at in_shape's size (as the in-memory path reads it); with
     them at full size, then transformed, and the eval transform must give in_shape. The mean and std are those of
     up to STATS_SAMPLES training images as eval sees them, unless dataset.transforms.per_sample gives them."""
@@ -63,7 +63,7 @@ def image_stream_module(
 
     def samples(split: str, transform, mean=None, std=None) -> ImageSamples:
         source, labels = sources[split]
-        common = {"decode": decode, "seed": shuffle_seed, "unreadable": unreadable}
+        common = {"decode": decode, "seed": seed, "unreadable": unreadable}
         return ImageSamples(source, labels, transform=transform, mean=mean, std=std, **common)
 
     eval_view = samples("train", eval_transform)
@@ -71,26 +71,25 @@ def image_stream_module(
     _check_shape(samples("train", train_transform), in_shape, "dataset.transforms.per_sample.train")
     mean, std = _statistics(eval_view, per_sample, channels) if normalize else (None, None)
     splits = [samples(split, train_transform if split == "train" else eval_transform, mean, std) for split in SPLITS]
-    return DataModule(
-        *splits,
-        sample_shape=list(in_shape),
-        shuffle_seed=shuffle_seed,
-        **_batch_transforms(transforms, in_shape, mean, std, 1.0),
-        **fields,
-    )
+    return _with_batch_transforms(splits, transforms, in_shape, mean, std, 1.0, class_names)
 
 
-def _batch_transforms(transforms: dict, in_shape, mean, std, max_value) -> dict:
+def _with_batch_transforms(splits: list, transforms: dict, in_shape, mean, std, pixel_max, class_names) -> Splits:
+    """The splits with the per-batch transforms; the model sees images of in_shape, resized where they resize."""
     train_transform, eval_transform = image_transforms(
-        transforms, in_shape=in_shape, mean=mean, std=std, max_value=max_value
+        transforms, in_shape=in_shape, mean=mean, std=std, max_value=pixel_max
     )
-    return {
-        "input_mean": mean,
-        "input_std": std,
-        "train_transform": train_transform,
-        "eval_transform": eval_transform,
-        "resize": parse_size(transforms.get("resize")),
-    }
+    resize = parse_size(transforms.get("resize"))
+    spec = DataSpec(in_shape=resized_shape(in_shape, resize), class_names=class_names, pixel_max=pixel_max)
+    return Splits(
+        *splits,
+        spec=spec,
+        input_mean=mean,
+        input_std=std,
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        resize=None if resize is None else list(resize),
+    )
 
 
 def has_per_sample(transforms: Mapping | None) -> bool:

@@ -6,16 +6,20 @@ sample at a time (dlrun/data/streaming.py), batched by a torch DataLoader whose 
 num_workers > 0 the in-memory splits are batched by a DataLoader too. Both take the same sample order, so a
 resumed epoch skips the indices already trained on and torchrun's ranks read disjoint shares. Image datasets may add
 a train and an eval transform (dlrun/data/transforms.py), applied to whole batches.
+
+A dataset builder returns Splits: the three splits, their DataSpec (dlrun/data/spec.py) and what turns a raw input
+into a model input. dlrun/build.py adds the batching (batch size, workers, prefetch, shuffling) as a DataModule.
 """
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
+from dlrun.data.spec import DataSpec
 from dlrun.data.streaming import Unreadable, report_unreadable
 from dlrun.errors import ConfigError
 
@@ -25,45 +29,59 @@ Split = tuple[Tensor, Tensor] | Dataset  # in memory: (inputs, targets); streame
 
 
 @dataclass
-class DataModule:
+class Splits:
+    """What a dataset builder returns: the train, val and test splits, what the model and task need to know of them
+    (spec), and how a raw input becomes a model input."""
+
     train: Split
     val: Split
     test: Split
-    batch_size: int
-    num_workers: int = 0
-    shuffle_seed: int = 0  # the training order of epoch e is a permutation seeded with shuffle_seed + e
+    spec: DataSpec
     input_mean: Tensor | None = None  # the standardisation applied to the inputs, for new inputs at prediction
     input_std: Tensor | None = None
-    target_mean: Tensor | None = None  # regression: targets are standardised, these undo it
-    target_std: Tensor | None = None
-    class_names: list[str] = field(default_factory=list)  # classes; a text dataset's vocabulary, one per character
     train_transform: Callable[[Tensor], Tensor] | None = None  # resize + random augmentation of training batches
     eval_transform: Callable[[Tensor], Tensor] | None = None  # resize of val and test batches
     resize: list[int] | None = None  # [height, width] the transforms resize images to, for new inputs at prediction
-    rank: int = 0  # under torchrun: this process reads its own shard of every split (see shard)
-    world_size: int = 1
-    persistent_workers: bool = False  # DataLoader path: keep the worker processes from epoch to epoch
-    prefetch_factor: int | None = None  # DataLoader path: batches each worker loads ahead (None: torch's default)
-    sample_shape: list[int] | None = None  # streamed splits: the shape of one input (in memory: the tensors')
     unreadable: dict[str, str] = field(default_factory=dict)  # streamed: samples skipped, by name, with the reason
-    _loaders: dict[str, DataLoader] = field(default_factory=dict, init=False, repr=False)  # made on first use
-    resident_on: torch.device | None = field(default=None, init=False)  # where `to` put the splits, their batches
-
-    def preprocessing(self) -> dict:
-        """What turns a raw input into a model input, and an output back into a label: kept in checkpoints."""
-        return {
-            "input_mean": self.input_mean,
-            "input_std": self.input_std,
-            "target_mean": self.target_mean,
-            "target_std": self.target_std,
-            "class_names": list(self.class_names),
-            "resize": None if self.resize is None else list(self.resize),
-        }
 
     @property
     def streamed(self) -> bool:
         """Whether the splits are read sample by sample (Datasets) rather than held as tensors."""
         return not isinstance(self.train, tuple)
+
+    def size(self, split: str) -> int:
+        """Samples of the split: all of them, not this process's share."""
+        data = getattr(self, split)
+        return len(data[1]) if isinstance(data, tuple) else len(data)
+
+
+@dataclass
+class DataModule(Splits):
+    """The splits with their batching: what the trainer and the tasks read batches from."""
+
+    batch_size: int = 64  # samples per training step
+    num_workers: int = 0  # > 0: batches come from a torch DataLoader with this many worker processes
+    persistent_workers: bool = False  # DataLoader path: keep the worker processes from epoch to epoch
+    prefetch_factor: int | None = None  # DataLoader path: batches each worker loads ahead (None: torch's default)
+    shuffle_seed: int = 0  # the training order of epoch e is a permutation seeded with shuffle_seed + e
+    rank: int = 0  # under torchrun: this process reads its own shard of every split (see shard)
+    world_size: int = 1
+    _loaders: dict[str, DataLoader] = field(default_factory=dict, init=False, repr=False)  # made on first use
+    resident_on: torch.device | None = field(default=None, init=False)  # where `to` put the splits, their batches
+
+    @classmethod
+    def batching(cls, splits: Splits, **settings) -> "DataModule":
+        """splits batched by settings (batch_size, num_workers, persistent_workers, prefetch_factor, shuffle_seed)."""
+        return cls(**{item.name: getattr(splits, item.name) for item in fields(Splits)}, **settings)
+
+    def preprocessing(self) -> dict:
+        """What turns a raw input into a model input, and an output back into a label: kept in checkpoints."""
+        return {
+            **self.spec.as_dict(),
+            "input_mean": self.input_mean,
+            "input_std": self.input_std,
+            "resize": None if self.resize is None else list(self.resize),
+        }
 
     def require_in_memory(self, reader: str) -> None:
         """Refuse streamed splits to a reader of whole splits (a task that measures its training set, say)."""
@@ -92,11 +110,6 @@ class DataModule:
         elsewhere = [tensor for split in SPLITS for tensor in getattr(self, split) if tensor.device != device]
         return sum(tensor.nbytes for tensor in elsewhere) <= DEVICE_SHARE * free  # those there are not in `free`
 
-    @property
-    def in_shape(self) -> list[int]:
-        """The shape of one input."""
-        return list(self.sample_shape) if self.streamed else list(self.train[0].shape[1:])
-
     def shard(self, rank: int, world_size: int) -> "DataModule":
         """Read only process `rank`'s share of each split: train as DistributedSampler with drop_last shards it
         (one permutation per epoch, cut to a multiple of world_size, every world_size-th sample), val and test
@@ -113,11 +126,6 @@ class DataModule:
             self.rank, self.world_size = rank, world_size
             self._loaders.clear()
         return self
-
-    def size(self, split: str) -> int:
-        """Samples of the split: all of them, not this process's share."""
-        data = getattr(self, split)
-        return len(data[1]) if isinstance(data, tuple) else len(data)
 
     def num_batches(self, split: str) -> int:
         """This process's batches of the split."""

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 from dlrun.data.folders import check_image_settings
 from dlrun.data.image_listing import check_class_count
 from dlrun.data.images import image_stream_module
-from dlrun.data.module import SPLITS, DataModule
+from dlrun.data.module import SPLITS, Splits
 from dlrun.data.splits import hold_out_splits
-from dlrun.data.tabular import _split, table_module
+from dlrun.data.tabular import _split, table_splits
 from dlrun.errors import ConfigError
 
 MAKE = "dlrun-shards <image folder or .csv file> <new folder>"  # the command that packs one, for messages
@@ -47,10 +47,8 @@ def load(
     normalize: bool = True,
     transforms: dict | None = None,
     unreadable: str = "skip",
-    batch_size: int = 64,
-    num_workers: int = 0,
-    shuffle_seed: int = 0,
-) -> DataModule:
+    seed: int = 0,
+) -> Splits:
     directory = _root(root)
     check_image_settings(in_shape, unreadable)
     splits = open_shards(directory)
@@ -68,9 +66,7 @@ def load(
         transforms=transforms,
         unreadable=unreadable,
         class_names=class_names,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle_seed=shuffle_seed,
+        seed=seed,
     )
 
 
@@ -115,10 +111,7 @@ def load_table(
     test_fraction: float = 0.15,
     split_seed: int = 0,
     normalize: bool = True,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    shuffle_seed: int = 0,
-) -> DataModule:
+) -> Splits:
     directory = _root(root)
     table = _opened(directory)["train"].data.table
     features = _table_features(directory, table, target)
@@ -131,16 +124,8 @@ def load_table(
             f"dataset.in_shape = {list(in_shape)}: {directory} has {len(features)} number columns besides the "
             f"target; type dataset.in_shape=[{len(features)}] or dataset.in_shape=auto"
         )
-    return table_module(
-        inputs,
-        labels,
-        (train, val, test),
-        classification=classification,
-        normalize=normalize,
-        class_names=class_names,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle_seed=shuffle_seed,
+    return table_splits(
+        inputs, labels, (train, val, test), classification=classification, normalize=normalize, class_names=class_names
     )
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlrun.data.module import DataModule
+from dlrun.data.module import Splits
+from dlrun.data.spec import DataSpec
 from dlrun.data.splits import as_tensors, split_indices, standardize
 from dlrun.errors import ConfigError
 
@@ -35,10 +36,7 @@ def load(
     test_fraction: float = 0.15,
     split_seed: int = 0,
     normalize: bool = True,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    shuffle_seed: int = 0,
-) -> DataModule:
+) -> Splits:
     header, rows = read_table(path, "dataset.path")
     columns = _columns(header, rows)
     if target is None:
@@ -65,30 +63,28 @@ def load(
             f"dataset.in_shape = {list(in_shape)}: the features of {path} encode to {inputs.shape[1]} numbers; "
             f"type dataset.in_shape=[{inputs.shape[1]}] or dataset.in_shape=auto"
         )
-    return table_module(
+    return table_splits(
         inputs,
         labels,
         (train, val, test),
         classification=classification,
         normalize=normalize,
         class_names=class_names,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle_seed=shuffle_seed,
     )
 
 
-def table_module(
-    inputs: np.ndarray, labels: np.ndarray, rows: tuple, *, classification: bool, normalize: bool, **fields
-) -> DataModule:
-    """A table's encoded inputs and labels as a DataModule of the train, val and test rows; regression targets
-    standardised with the training rows' mean and std. `fields`: DataModule's other fields."""
+def table_splits(
+    inputs: np.ndarray, labels: np.ndarray, rows: tuple, *, classification: bool, normalize: bool, class_names: list
+) -> Splits:
+    """A table's encoded inputs and labels as the train, val and test rows; regression targets standardised with
+    the training rows' mean and std."""
     splits = [as_tensors(inputs[i], labels[i], classification=classification) for i in rows]
     xs, ys = [x for x, _ in splits], [y for _, y in splits]
     target_mean = target_std = None
     if normalize and not classification:
         ys, target_mean, target_std = standardize(*ys, dims=(0,))
-    return DataModule(*zip(xs, ys, strict=True), target_mean=target_mean, target_std=target_std, **fields)
+    spec = DataSpec(in_shape=[inputs.shape[1]], class_names=class_names, target_mean=target_mean, target_std=target_std)
+    return Splits(*zip(xs, ys, strict=True), spec=spec)
 
 
 def read_table(path: str | None, key: str) -> tuple[list[str], list[list[str]]]:

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dlrun.data.module import DataModule
+from dlrun.data.module import Splits
+from dlrun.data.spec import DataSpec
 from dlrun.data.storage import in_memory
 from dlrun.data.token_files import (
     FlatFile,
@@ -47,10 +48,7 @@ def load(
     val_fraction: float = 0.05,
     test_fraction: float = 0.05,
     storage: str = "auto",
-    batch_size: int = 64,
-    num_workers: int = 0,
-    shuffle_seed: int = 0,
-) -> DataModule:
+) -> Splits:
     if seq_len < 1:
         raise ConfigError(f"dataset.seq_len = {seq_len}: must be at least 1; type dataset.seq_len=128")
     if list(in_shape) != [seq_len]:
@@ -58,18 +56,17 @@ def load(
             f"dataset.in_shape = {list(in_shape)}: sequences are [{seq_len}]; type dataset.in_shape=[{seq_len}]"
         )
     file = text_file(path)
-    fields = {"batch_size": batch_size, "num_workers": num_workers, "shuffle_seed": shuffle_seed}
     if in_memory(storage, nbytes=BYTES_PER_CHARACTER * file.stat().st_size):
         tokens, vocabulary = tokens_in_memory(path)
         _check_vocabulary(vocabulary, path, vocab_size=vocab_size, num_classes=num_classes)
         parts = _parts(len(tokens), seq_len, val_fraction, test_fraction)
         splits = [sequences(tokens[start:stop], seq_len) for start, stop in parts]
-        return DataModule(*splits, class_names=vocabulary, **fields)
+        return Splits(*splits, spec=DataSpec(in_shape=[seq_len], class_names=vocabulary, tokens=True))
     streamed = token_file(file, f"dataset.path = {path}")
     _check_vocabulary(streamed.vocabulary, path, vocab_size=vocab_size, num_classes=num_classes)
     parts = _parts(len(streamed.tokens), seq_len, val_fraction, test_fraction)
     splits = [TokenSequences(streamed.tokens, start, stop, seq_len) for start, stop in parts]
-    return DataModule(*splits, sample_shape=[seq_len], class_names=streamed.vocabulary, **fields)
+    return Splits(*splits, spec=DataSpec(in_shape=[seq_len], class_names=streamed.vocabulary, tokens=True))
 
 
 def text_file(path: str | None) -> Path:

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dlrun.data.module import DataModule
+from dlrun.data.module import Splits
+from dlrun.data.spec import DataSpec
 from dlrun.data.storage import in_memory
 from dlrun.data.tabular import SNIFF_BYTES
 from dlrun.data.token_files import FlatFile, cache_dir, cached
@@ -48,10 +49,7 @@ def load(
     test_fraction: float = 0.15,
     normalize: bool = True,
     storage: str = "auto",
-    batch_size: int = 64,
-    num_workers: int = 0,
-    shuffle_seed: int = 0,
-) -> DataModule:
+) -> Splits:
     if num_classes is not None:
         raise ConfigError(f"dataset.num_classes = {num_classes}: a forecast is a number; type dataset.num_classes=null")
     if window < 1:
@@ -62,18 +60,17 @@ def load(
             f"type dataset.in_shape=[{window},1]"
         )
     file = csv_file(path)
-    fields = {"batch_size": batch_size, "num_workers": num_workers, "shuffle_seed": shuffle_seed}
     if in_memory(storage, nbytes=estimated_rows(file) * (BYTES_PER_STEP * window + BYTES_PER_ROW)):
         series = read_series(path, column)
         parts = _parts(len(series), window, val_fraction, test_fraction)
         mean, std = _statistics(lambda: _slices(series, parts[0][1] + window), normalize)
-        return _module(_window_tensors(series, window, parts, mean, std), mean, std, normalize, **fields)
+        return _splits(_window_tensors(series, window, parts, mean, std), window, mean, std, normalize)
     directory = cached(cache_dir("series", file, column), lambda folder: write_series(path, column, folder / VALUES))
     values = FlatFile(directory / VALUES, VALUE_DTYPE)
     parts = _parts(len(values), window, val_fraction, test_fraction)
     mean, std = _statistics(lambda: values.chunks(0, parts[0][1] + window, CHUNK_VALUES), normalize)
     splits = [SeriesWindows(values, start, stop, window, mean, std) for start, stop in parts]
-    return _module(splits, mean, std, normalize, sample_shape=[window, 1], **fields)
+    return _splits(splits, window, mean, std, normalize)
 
 
 def csv_file(path: str | None) -> Path:
@@ -209,16 +206,10 @@ def _window_tensors(
     return [(inputs[start:stop].clone(), targets[start:stop].clone()) for start, stop in parts]
 
 
-def _module(splits: list, mean: float, std: float, normalize: bool, **fields) -> DataModule:
-    statistic = (torch.tensor([mean]), torch.tensor([std])) if normalize else (None, None)
-    return DataModule(
-        *splits,
-        input_mean=statistic[0],
-        input_std=statistic[1],
-        target_mean=statistic[0],
-        target_std=statistic[1],
-        **fields,
-    )
+def _splits(splits: list, window: int, mean: float, std: float, normalize: bool) -> Splits:
+    mean, std = (torch.tensor([mean]), torch.tensor([std])) if normalize else (None, None)
+    spec = DataSpec(in_shape=[window, 1], target_mean=mean, target_std=std)
+    return Splits(*splits, spec=spec, input_mean=mean, input_std=std)
 
 
 class SeriesWindows(Dataset):

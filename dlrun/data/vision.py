@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dlrun.data.images import image_data_module
-from dlrun.data.module import DataModule
+from dlrun.data.module import Splits
 from dlrun.data.splits import split_off
 from dlrun.errors import ConfigError
 
@@ -36,10 +36,7 @@ def load(
     split_seed: int = 0,
     normalize: bool = True,
     transforms: dict | None = None,
-    batch_size: int = 128,
-    num_workers: int = 0,
-    shuffle_seed: int = 0,
-) -> DataModule:
+) -> Splits:
     if name not in DATASETS:
         raise ConfigError(f"dataset.name = {name}: unknown; type one of {', '.join(DATASETS)}")
     root_dir = Path(root).expanduser().resolve()
@@ -64,9 +61,6 @@ def load(
         in_shape=in_shape,
         normalize=normalize,
         transforms=transforms,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle_seed=shuffle_seed,
         class_names=list(official_train.classes),
     )
 

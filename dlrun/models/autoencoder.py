@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dlrun.data.transforms import resized_shape
 from dlrun.errors import ConfigError
 from dlrun.models.layers import activation as make_activation
 
@@ -83,14 +82,14 @@ def reparameterize(mean: Tensor, log_var: Tensor, generator: torch.Generator | N
     return mean + torch.exp(0.5 * log_var) * noise
 
 
-def autoencoder(**settings) -> Autoencoder:
+def autoencoder(*, in_shape: Sequence[int], **settings) -> Autoencoder:
     """model=autoencoder: see build_halves for the settings."""
-    return Autoencoder(*build_halves(**settings))
+    return Autoencoder(*build_halves(in_shape=in_shape, **settings))
 
 
-def vae(**settings) -> VariationalAutoencoder:
+def vae(*, in_shape: Sequence[int], **settings) -> VariationalAutoencoder:
     """model=vae: see build_halves for the settings."""
-    return VariationalAutoencoder(*build_halves(**settings))
+    return VariationalAutoencoder(*build_halves(in_shape=in_shape, **settings))
 
 
 def build_halves(
@@ -102,7 +101,6 @@ def build_halves(
     channels: Sequence[int] = (32, 64),
     activation: str = "relu",
     batch_norm: bool = False,
-    resize=None,
 ) -> tuple[nn.Module, nn.Module, int, int]:
     """(encoder to features, decoder from a code, feature count, latent_dim) for inputs of in_shape (resized by the
     dataset's transforms)."""
@@ -110,11 +108,10 @@ def build_halves(
         raise ConfigError(f"model.architecture = {architecture}: unknown; type model.architecture=mlp or conv")
     if not (isinstance(latent_dim, int) and latent_dim >= 1):
         raise ConfigError(f"model.latent_dim = {latent_dim}: must be a whole number >= 1; type model.latent_dim=16")
-    shape = resized_shape(in_shape, resize)
     if architecture == "mlp":
-        encoder, decoder, features = _mlp_halves(shape, hidden, latent_dim, activation, batch_norm)
+        encoder, decoder, features = _mlp_halves(in_shape, hidden, latent_dim, activation, batch_norm)
     else:
-        encoder, decoder, features = _conv_halves(shape, channels, latent_dim, activation, batch_norm)
+        encoder, decoder, features = _conv_halves(in_shape, channels, latent_dim, activation, batch_norm)
     return encoder, decoder, features, latent_dim
 
 

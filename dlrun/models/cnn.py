@@ -4,7 +4,6 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from dlrun.data.transforms import resized_shape
 from dlrun.errors import ConfigError
 from dlrun.models.layers import activation as make_activation
 from dlrun.models.layers import dense_stack, image_shape
@@ -23,9 +22,8 @@ def cnn(
     batch_norm: bool = True,
     fc: Sequence[int] = (128,),
     dropout: float = 0.0,
-    resize=None,
 ) -> nn.Sequential:
-    in_channels, height, width = image_shape(resized_shape(in_shape, resize), "cnn")
+    in_channels, height, width = image_shape(in_shape, "cnn")
     if pooling not in POOLING:
         raise ConfigError(f"model.pooling = {pooling}: unknown; type model.pooling=max or avg")
     if kernel_size < 1 or kernel_size % 2 == 0:

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dlrun.data.transforms import resized_shape
 from dlrun.errors import ConfigError
 
 LEAKY_SLOPE = 0.2  # DCGAN's LeakyReLU slope in the discriminator
@@ -80,23 +79,21 @@ def dcgan(
     generator_channels: Sequence[int] = (128, 64),
     discriminator_channels: Sequence[int] = (64, 128),
     dropout: float = 0.0,
-    resize=None,
 ) -> GAN:
-    shape = resized_shape(in_shape, resize)
-    if len(shape) != 3:
+    if len(in_shape) != 3:
         raise ConfigError(
-            f"model=dcgan needs images [channels, height, width], but the dataset gives in_shape={list(shape)}; "
+            f"model=dcgan needs images [channels, height, width], but the dataset gives in_shape={list(in_shape)}; "
             f"type model=mlp_gan (dense layers, any input), or an image dataset: {IMAGE_DATASETS}"
         )
     _check_sizes(
         latent_dim, dropout, generator_channels=generator_channels, discriminator_channels=discriminator_channels
     )
-    channels, height, width = shape
+    channels, height, width = in_shape
     return GAN(
         _conv_generator(latent_dim, generator_channels, channels, height, width),
         _conv_discriminator(discriminator_channels, channels, height, width, dropout),
         latent_dim=latent_dim,
-        out_shape=shape,
+        out_shape=in_shape,
     )
 
 
@@ -107,24 +104,22 @@ def mlp_gan(
     generator_hidden: Sequence[int] = (256, 256),
     discriminator_hidden: Sequence[int] = (256, 256),
     dropout: float = 0.0,
-    resize=None,
 ) -> GAN:
-    shape = resized_shape(in_shape, resize)
     _check_sizes(latent_dim, dropout, generator_hidden=generator_hidden, discriminator_hidden=discriminator_hidden)
-    features = math.prod(shape)
+    features = math.prod(in_shape)
     generator: list[nn.Module] = []
     width = latent_dim
     for hidden in generator_hidden:
         generator += [nn.Linear(width, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]
         width = hidden
-    generator += [nn.Linear(width, features), nn.Tanh(), nn.Unflatten(1, tuple(shape))]
+    generator += [nn.Linear(width, features), nn.Tanh(), nn.Unflatten(1, tuple(in_shape))]
     discriminator: list[nn.Module] = [nn.Flatten()]
     width = features
     for hidden in discriminator_hidden:
         discriminator += [nn.Linear(width, hidden), nn.LeakyReLU(LEAKY_SLOPE), *_dropout(dropout)]
         width = hidden
     discriminator.append(nn.Linear(width, 1))
-    return GAN(nn.Sequential(*generator), nn.Sequential(*discriminator), latent_dim=latent_dim, out_shape=shape)
+    return GAN(nn.Sequential(*generator), nn.Sequential(*discriminator), latent_dim=latent_dim, out_shape=in_shape)
 
 
 class CentreCrop(nn.Module):

@@ -5,7 +5,6 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from dlrun.data.transforms import resized_shape
 from dlrun.models.layers import dense_stack
 
 
@@ -17,12 +16,11 @@ def mlp(
     activation: str = "relu",
     dropout: float = 0.0,
     batch_norm: bool = False,
-    resize=None,
 ) -> nn.Sequential:
     """Flattens each input (an image, resized by the dataset's transforms, or a feature vector), then the dense
     layers."""
     stack = dense_stack(
-        math.prod(resized_shape(in_shape, resize)),
+        math.prod(in_shape),
         hidden,
         num_outputs,
         activation_name=activation,

@@ -6,27 +6,15 @@
 Classification and regression read the last layer's final hidden state (both directions when bidirectional).
 """
 
+import functools
 from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from dlrun.data.transforms import resized_shape
 from dlrun.errors import ConfigError
 from dlrun.models.layers import check_dropout
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-
-
-def rnn(**settings) -> "RecurrentNet":
-    return RecurrentNet(cell="rnn", **settings)
-
-
-def lstm(**settings) -> "RecurrentNet":
-    return RecurrentNet(cell="lstm", **settings)
-
-
-def gru(**settings) -> "RecurrentNet":
-    return RecurrentNet(cell="gru", **settings)
 
 
 class RecurrentNet(nn.Module):
@@ -42,7 +30,6 @@ class RecurrentNet(nn.Module):
         dropout: float = 0.0,
         vocab_size: int | None = None,
         embedding_dim: int = 64,
-        resize=None,
     ):
         super().__init__()
         check_dropout(dropout)
@@ -51,7 +38,6 @@ class RecurrentNet(nn.Module):
                 f"model.hidden_size = {hidden_size}, model.num_layers = {num_layers}: both must be at least 1; "
                 "type model.hidden_size=128 model.num_layers=1"
             )
-        in_shape = resized_shape(in_shape, resize)
         self.layout, features = _layout(cell, in_shape, vocab_size)
         if self.layout == "tokens" and bidirectional:
             raise ConfigError(
@@ -105,3 +91,9 @@ def _layout(cell: str, in_shape: Sequence[int], vocab_size: int | None) -> tuple
         f"model={cell} needs sequences [steps, features] or images [channels, height, width], but the dataset gives "
         f"in_shape={list(in_shape)}; type model=mlp, or pick a dataset=digits|mnist|timeseries|text"
     )
+
+
+# The builders conf/model/ names: RecurrentNet's keywords, one cell each.
+rnn = functools.partial(RecurrentNet, cell="rnn")
+lstm = functools.partial(RecurrentNet, cell="lstm")
+gru = functools.partial(RecurrentNet, cell="gru")

@@ -10,12 +10,12 @@ With pretrained=true the ImageNet stem is kept (small images then need dataset.t
 replaced for the dataset's classes, and freeze_backbone=true trains only the new layers.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import nn
 
-from dlrun.data.transforms import resized_shape
 from dlrun.errors import ConfigError
 from dlrun.models import pretrained as imagenet
 from dlrun.models.layers import image_shape
@@ -33,60 +33,27 @@ class Family:
     aux_modules: tuple[str, ...] = ()  # auxiliary classifiers (GoogLeNet, Inception), used in training only
 
 
-def alexnet(**settings) -> nn.Module:
-    return _build(FAMILIES["alexnet"], **settings)
-
-
-def vgg(**settings) -> nn.Module:
-    return _build(FAMILIES["vgg"], **settings)
-
-
-def googlenet(**settings) -> nn.Module:
-    return _build(FAMILIES["googlenet"], **settings)
-
-
-def inception(**settings) -> nn.Module:
-    return _build(FAMILIES["inception"], **settings)
-
-
-def resnet(**settings) -> nn.Module:
-    return _build(FAMILIES["resnet"], **settings)
-
-
-def densenet(**settings) -> nn.Module:
-    return _build(FAMILIES["densenet"], **settings)
-
-
-def efficientnet(**settings) -> nn.Module:
-    return _build(FAMILIES["efficientnet"], **settings)
-
-
-def mobilenet(**settings) -> nn.Module:
-    return _build(FAMILIES["mobilenet"], **settings)
-
-
 def _build(
     family: Family,
     *,
     in_shape: Sequence[int],
     num_outputs: int,
     variant: str,
-    resize=None,
     pretrained: bool = False,
     freeze_backbone: bool = False,
     download: bool = False,
     small_input_stem: bool | str = "auto",
     aux_logits: bool | None = None,
-    input_size: int | None = None,  # Inception: what dataset.transforms.resize follows; the size check reads resize
+    input_size: int | None = None,  # Inception: what dataset.transforms.resize follows (in_shape is then that size)
 ) -> nn.Module:
-    """The network for images of in_shape after the dataset's resize transform, with num_outputs outputs."""
+    """The network for images of in_shape (after the dataset's transforms), with num_outputs outputs."""
     from torchvision import models
 
     if variant not in family.variants:
         raise ConfigError(
             f"model.variant = {variant}: not a {family.name} variant; type one of {' | '.join(family.variants)}"
         )
-    channels, height, width = image_shape(resized_shape(in_shape, resize), family.name)
+    channels, height, width = image_shape(in_shape, family.name)
     if freeze_backbone and not pretrained:
         raise ConfigError(
             "model.freeze_backbone = true: there is no pretrained backbone to keep; type model.pretrained=true "
@@ -284,3 +251,13 @@ FAMILIES = {
         Family("mobilenet", MOBILENETS, _small_stride_one),
     )
 }
+
+# The builders conf/model/ names, one per family: _build's keywords (in_shape, num_outputs, variant, ...).
+alexnet = functools.partial(_build, FAMILIES["alexnet"])
+vgg = functools.partial(_build, FAMILIES["vgg"])
+googlenet = functools.partial(_build, FAMILIES["googlenet"])
+inception = functools.partial(_build, FAMILIES["inception"])
+resnet = functools.partial(_build, FAMILIES["resnet"])
+densenet = functools.partial(_build, FAMILIES["densenet"])
+efficientnet = functools.partial(_build, FAMILIES["efficientnet"])
+mobilenet = functools.partial(_build, FAMILIES["mobilenet"])

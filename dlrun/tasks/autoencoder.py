@@ -94,7 +94,7 @@ class ReconstructionTask(Task):
             )
         if self.anomaly_class is None:
             return
-        self.anomaly_index = _class_index(self.anomaly_class, data.class_names)
+        self.anomaly_index = _class_index(self.anomaly_class, data.spec.class_names)
         for split in ("train", "val"):
             inputs, targets = getattr(data, split)
             kept = targets != self.anomaly_index

@@ -113,7 +113,7 @@ class DQNTask(Task):
         # The tensors the target update pairs, listed once: it runs every step, and loading weights keeps them.
         self.target_tensors = [list(self.target_model.parameters()), list(self.model.parameters())]
         self.target_buffers = list(zip(self.target_model.buffers(), self.model.buffers(), strict=True))
-        self.buffer = ReplayBuffer(self.buffer_size, data.in_shape, device)
+        self.buffer = ReplayBuffer(self.buffer_size, data.spec.in_shape, device)
         self.observation, self.env_seeded = None, False  # a resumed run's interrupted episode is not kept either
 
     def configure_optimizers(self, build_optimizer: Callable) -> dict[str, torch.optim.Optimizer]:
