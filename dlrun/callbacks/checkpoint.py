@@ -1,4 +1,5 @@
-"""checkpoints/last.pt after every epoch, checkpoints/best.pt when the monitored metric improves.
+"""checkpoints/last.pt after every epoch, checkpoints/best.pt when the monitored metric improves (with the weights
+validation scored: trainer.evaluation_model's when a callback set one, an average of the weights, say).
 
 The state is serialised at the end of the epoch and written (fsync, rename) on a background thread while the next
 epoch trains; training ends, or a signal stops it, only once the files are on disk. Epochs shorter than
@@ -84,10 +85,19 @@ class Checkpoint(Callback):
         state = trainer.state_dict()
         kept = self._with_config(state if due else snapshot(state))  # a copy when kept: training goes on
         self.unsaved[self.last_path] = kept
-        self.unsaved |= dict.fromkeys(scored, kept)
+        if scored:
+            self.unsaved |= dict.fromkeys(scored, self._as_scored(kept, trainer, copy=not due))
         self.owed_live = False
         if due:
             self._save_unsaved(trainer)
+
+    @staticmethod
+    def _as_scored(kept: dict, trainer, copy: bool) -> dict:
+        """best.pt's and the top k's state: with the weights validation scored (callbacks.ema's average, when on)."""
+        if trainer.evaluation_model is None:
+            return kept
+        weights = trainer.evaluation_model.state_dict()
+        return kept | {"model": snapshot(weights) if copy else weights}
 
     def _ranked(self, value: float | None, epoch: int) -> list[Path]:
         """With save_top_k: this epoch's file when its value is among the k best so far (then a file pushed out is
