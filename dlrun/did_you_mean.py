@@ -97,7 +97,7 @@ def _compose(parsed: list, groups: dict[str, list[str]], config_dirs: list[Path]
         for overrides in (search_path + chosen, search_path, []):
             try:
                 return OmegaConf.to_container(compose("config", overrides=overrides))
-            except Exception:  # noqa: BLE001 - any failure to compose means: try with fewer overrides
+            except Exception:  # whatever fails to compose: try with fewer overrides
                 continue
     return None
 
@@ -127,13 +127,15 @@ def _close_keys(cfg: dict, key: str) -> list[str]:
 
 
 def _corrected(node, parts: list[str], prefix: str) -> list[str]:
+    """The existing keys under node spelled like parts, each part as it is or its closest names there."""
     if not parts:
         return [prefix.rstrip(".")]
     if not isinstance(node, dict):
         return []
     part, rest = parts[0], parts[1:]
-    names = [part] if part in node else difflib.get_close_matches(part, [str(name) for name in node], n=MATCHES)
-    return [key for name in names for key in _corrected(node[name], rest, f"{prefix}{name}.")]
+    keys = {str(key): key for key in node}
+    names = [part] if part in keys else difflib.get_close_matches(part, list(keys), n=MATCHES)
+    return [key for name in names for key in _corrected(node[keys[name]], rest, f"{prefix}{name}.")]
 
 
 def _paths(node, prefix: str) -> list[str]:
