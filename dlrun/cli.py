@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dlrun.config import CONFIG_DIR, register_schemas
-from dlrun.errors import EXIT_BAD_INPUT, ConfigError, exit_on_bad_input
+from dlrun.errors import EXIT_BAD_INPUT, ConfigError, exit_on_bad_input, report
 
 DEFAULT_ENVIRONMENT = "env=cartpole"  # what task=dqn plays unless env= says otherwise
 _job_started = False  # whether Hydra got as far as calling the job: an exit before that is a config error
@@ -115,6 +115,7 @@ def main() -> None:
     except SystemExit as exit_:
         # Hydra exits with 1 for an unknown option, key or malformed override; that is bad input too.
         if exit_.code == 1 and not _job_started:
+            _suggest_after_hydra_error(parsed)
             sys.exit(EXIT_BAD_INPUT)
         callback.interrupted()  # a sweep stopped by Ctrl-C or SIGTERM: its table so far, and how to resume it
         raise
@@ -126,6 +127,15 @@ def main() -> None:
         _exit_without_teardown(code)
     if code:
         sys.exit(code)
+
+
+def _suggest_after_hydra_error(parsed: list) -> None:
+    """Below Hydra's error: the existing keys and options closest to the unknown ones (did you mean ...?)."""
+    from dlrun.did_you_mean import config_dirs, suggestions
+
+    lines = suggestions(parsed, config_dirs(sys.argv[1:], CONFIG_DIR))
+    if lines:
+        report(ConfigError(*lines))
 
 
 def command() -> None:

@@ -108,6 +108,8 @@ class Trainer:
         self._stop_requests = StopRequests()  # entered during fit: a SIGINT/SIGTERM ends it after the current step
         self.task: Task | None = None
         self.network: torch.nn.Module | None = None  # the task's model, unwrapped from DistributedDataParallel
+        # What validation scores and best.pt holds instead of the network, set by a callback (callbacks.ema's average)
+        self.evaluation_model: torch.nn.Module | None = None
         self.data: DataModule | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: list[ScheduledLR] = []
@@ -155,7 +157,10 @@ class Trainer:
         return self.state
 
     def test(self, task: Task, data: DataModule, weights: dict[str, Tensor] | None = None) -> dict[str, float]:
-        """Evaluate the given weights (the best checkpoint's, say) on the val and test splits."""
+        """Evaluate the given weights (the best checkpoint's, say) on the val and test splits; without them, the
+        evaluation model's when a callback set one, else the network's."""
+        if weights is None and self.evaluation_model is not None:
+            weights = self.evaluation_model.state_dict()
         if weights is not None:
             task.model.load_state_dict(weights)
         task.model.to(self.device)
@@ -187,6 +192,16 @@ class Trainer:
         metrics |= task.compute_metrics(output, target)
         return {f"{split}/{name}": value for name, value in metrics.items()}
 
+    def _validate(self, task: Task, data: DataModule) -> dict[str, float]:
+        """The val metrics of the evaluation model when a callback set one, else of the network."""
+        if self.evaluation_model is None:
+            return self.evaluate(task, data, "val")
+        trained, task.model = task.model, self.evaluation_model
+        try:
+            return self.evaluate(task, data, "val")
+        finally:
+            task.model = trained
+
     def optimizer_steps_per_epoch(self, data: DataModule) -> int:
         return math.ceil(self._num_batches(self._shard(data).num_batches("train")) / self.accumulate_grad_batches)
 
@@ -196,7 +211,7 @@ class Trainer:
         if self.state.interrupted_by is not None:
             return
         if (epoch + 1) % self.check_val_every_n_epoch == 0 or epoch + 1 == self.max_epochs:
-            metrics |= self.evaluate(task, data, "val")
+            metrics |= self._validate(task, data)
         metrics |= self._learning_rates()
         self._step_schedulers("epoch", metrics)
         self.state.metrics = metrics

@@ -27,7 +27,7 @@ def test_a_run_writes_checkpoints_model_and_metrics(run_dir):
     assert checkpoint["preprocessing"]["class_names"] == [str(digit) for digit in range(10)]
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 8
     assert checkpoint["config"]["optimizer"]["lr"] == 0.001
-    assert set(checkpoint["callbacks"]) == {"EarlyStopping", "Checkpoint", "TensorBoard", "Progress"}
+    assert set(checkpoint["callbacks"]) == {"EarlyStopping", "EMA", "Checkpoint", "TensorBoard", "Progress"}
     network = model_for(compose_config())
     network.load_state_dict(torch.load(run_dir / "model.pt"))  # a plain state_dict, the primer's way
     metrics = json.loads((run_dir / "metrics.json").read_text())
