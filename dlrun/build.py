@@ -59,24 +59,43 @@ def model_arguments(cfg: DictConfig, spec: DataSpec) -> dict:
     """Those of spec's model arguments that the model's builder names (a GAN takes no num_outputs, say)."""
     offered = spec.model_arguments(OmegaConf.select(cfg, "loss.problem", default=None))
     builder = instantiate(cfg.model, "model", _partial_=True).func  # looked up under Hydra's target restrictions
-    named = inspect.signature(builder).parameters
-    return {key: value for key, value in offered.items() if key in named}
+    return _named_by(builder, offered)
+
+
+def _named_by(builder: Callable, offered: dict) -> dict:
+    """Those of offered that builder takes by name: a function's keywords; a class's __init__'s, and its bases'
+    where it passes **settings on to them."""
+    initialisers = (
+        [cls.__init__ for cls in builder.__mro__ if "__init__" in vars(cls)] if inspect.isclass(builder) else [builder]
+    )
+    names = set()
+    for initialiser in initialisers:
+        parameters = inspect.signature(initialiser).parameters.values()
+        names |= {item.name for item in parameters if item.kind in (item.KEYWORD_ONLY, item.POSITIONAL_OR_KEYWORD)}
+        if not any(item.kind is item.VAR_KEYWORD for item in parameters):
+            break
+    return {key: value for key, value in offered.items() if key in names}
 
 
 def task(cfg: DictConfig, network, datamodule):
     """The config's task for the network, with the splits it trains on prepared (Task.prepare_data)."""
     criterion = instantiate(cfg.loss.criterion, "loss.criterion")
     make_task = instantiate(cfg.task, "task")
-    built = make_task(
-        model=network,
-        criterion=criterion,
-        problem=cfg.loss.problem,
-        num_classes=datamodule.spec.num_classes,
-        l1=cfg.loss.l1,
-        l2=cfg.loss.l2,
-        target_mean=datamodule.spec.target_mean,
-        target_std=datamodule.spec.target_std,
-    )
+    spec = datamodule.spec
+    offered = {
+        "model": network,
+        "criterion": criterion,
+        "problem": cfg.loss.problem,
+        "num_classes": spec.num_classes,
+        "l1": cfg.loss.l1,
+        "l2": cfg.loss.l2,
+        "target_mean": spec.target_mean,
+        "target_std": spec.target_std,
+    }
+    try:
+        built = make_task(**_named_by(make_task.func, offered))  # each task takes what it names, nothing else
+    except TypeError as error:  # a task.* key the task does not take
+        raise _not_built("task", cfg.task, error) from error
     if not isinstance(built, Task):
         raise ConfigError(
             f"task._target_ = {cfg.task._target_}: makes a {type(built).__name__}, which is not a dlrun task; "

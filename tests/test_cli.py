@@ -125,6 +125,7 @@ def test_resume_continues_from_last_pt(finished_run, tmp_path):
         (["ckpt_path=nowhere/last.pt"], "ckpt_path = nowhere/last.pt: no such file"),
         (["model=cnn", "dataset=wine"], "model=cnn needs images"),
         (["+model.depth=3"], "unexpected keyword argument 'depth'"),
+        (["task=gan", "+task.sample_sed=1"], "task: could not build dlrun.tasks.gan.GANTask"),  # no key is swallowed
     ],
 )
 def test_bad_input_exits_2_with_the_key_named(finished_run, args, expected):

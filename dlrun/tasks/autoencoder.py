@@ -47,7 +47,6 @@ class ReconstructionTask(Task):
         anomaly_percentile: float = 95.0,
         l1: float = 0.0,
         l2: float = 0.0,
-        **_statistics,  # problem, target_mean, target_std: the inputs are the targets here
     ):
         if not isinstance(model, self.model_class):
             raise ConfigError(

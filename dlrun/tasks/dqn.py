@@ -47,7 +47,6 @@ class DQNTask(Task):
         epsilon_end: float = 0.05,
         epsilon_decay_steps: int = 10_000,
         double_dqn: bool = False,
-        **_supervised,  # problem, num_classes, l1, l2, target statistics: the environment sets what matters here
     ):
         if World.from_env().distributed:
             raise ConfigError(

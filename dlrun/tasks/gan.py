@@ -46,7 +46,6 @@ class GANTask(Task):
         discriminator_steps: int = 1,
         scored_samples: int = 1000,
         sample_seed: int = 0,
-        **_unused,  # criterion, problem, l1, l2, target statistics: the adversarial loss is the task's own
     ):
         if not all(hasattr(model, name) for name in ("generator", "discriminator", "sample")):
             raise ConfigError(

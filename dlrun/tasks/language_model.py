@@ -26,7 +26,6 @@ class LanguageModelTask(Task):
         num_classes: int | None = None,
         l1: float = 0.0,
         l2: float = 0.0,
-        **_statistics,  # target_mean, target_std: no numeric targets here
     ):
         if problem != "classification":
             raise ConfigError(f"loss: the next character is a class, not a {problem} target; type loss=cross_entropy")
