@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dlrun import build
 from dlrun.callbacks.base import Callback
-from dlrun.config import CONFIG_DIR, register_schemas
+from dlrun.config import CONFIG_DIR, register_schemas, trainer_defaults
 from dlrun.data.module import DataModule
 from dlrun.data.spec import DataSpec
 from dlrun.run import seed_everything
@@ -618,15 +618,15 @@ def bench_gpu(
     task = SupervisedTask(model=network, criterion=nn.CrossEntropyLoss(), problem="classification", num_classes=10)
     optimizers = {"model": torch.optim.Adam(network.parameters(), lr=1e-3)}
     timer = EpochTimer(device)
-    trainer = Trainer(
-        max_epochs=epochs,
-        device=device.type,
-        precision=precision,
-        channels_last=True,
-        compile=compiled,
-        check_val_every_n_epoch=epochs,
-        callbacks=[timer],
-    )
+    settings = {
+        "max_epochs": epochs,
+        "device": device.type,
+        "precision": precision,
+        "channels_last": True,
+        "compile": compiled,
+        "check_val_every_n_epoch": epochs,
+    }
+    trainer = Trainer(**(trainer_defaults() | settings), callbacks=[timer])
     spec = DataSpec(in_shape=list(train[0].shape[1:]), class_names=[str(label) for label in range(10)])
     trainer.fit(task, DataModule(train, val, val, spec, batch_size=batch_size), optimizers)
     dlrun_seconds = statistics.median(timer.seconds[1:])

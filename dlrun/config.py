@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dlrun.errors import ConfigError
@@ -42,24 +42,28 @@ REQUIRED_GROUPS = {
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int = 30
-    device: str = "auto"
-    precision: str = "32"
-    gradient_clip_val: float | None = None
-    accumulate_grad_batches: int = 1
-    check_val_every_n_epoch: int = 1
-    log_every_n_steps: int = 50
-    limit_batches: int | None = None
-    fast_dev_run: bool = False
-    deterministic: bool = False
-    nonfinite_loss: str = "stop"
-    compile: bool = False
-    channels_last: bool = False
-    data_on_device: Any = "auto"  # auto | true | false
+    """The trainer keys' types; their values and meaning are conf/trainer/default.yaml's (trainer_defaults)."""
+
+    max_epochs: int = MISSING
+    device: str = MISSING
+    precision: str = MISSING
+    gradient_clip_val: float | None = MISSING
+    accumulate_grad_batches: int = MISSING
+    check_val_every_n_epoch: int = MISSING
+    log_every_n_steps: int = MISSING
+    limit_batches: int | None = MISSING
+    fast_dev_run: bool = MISSING
+    deterministic: bool = MISSING
+    nonfinite_loss: str = MISSING
+    compile: bool = MISSING
+    channels_last: bool = MISSING
+    data_on_device: Any = MISSING  # auto | true | false
 
 
 @dataclass
 class RunConfig:
+    """The top-level keys' types; their values and meaning are conf/config.yaml's."""
+
     dataset: Any = None
     model: Any = None
     task: Any = None
@@ -69,12 +73,17 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     callbacks: Any = None
     env: Any = None
-    name: str = "run"
-    seed: int = 42
-    ckpt_path: str | None = None
-    resume: str = "never"
-    print_config: bool = True
-    quiet: bool = False
+    name: str = MISSING
+    seed: int = MISSING
+    ckpt_path: str | None = MISSING
+    resume: str = MISSING
+    print_config: bool = MISSING
+    quiet: bool = MISSING
+
+
+def trainer_defaults() -> dict:
+    """The trainer's settings when no trainer key is overridden: conf/trainer/default.yaml, their one source."""
+    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "trainer" / "default.yaml"))
 
 
 def register_schemas() -> None:

@@ -70,22 +70,24 @@ class Trainer:
     def __init__(
         self,
         *,
-        max_epochs: int = 30,
-        device: str = "auto",
-        precision: str = "32",
-        gradient_clip_val: float | None = None,
-        accumulate_grad_batches: int = 1,
-        check_val_every_n_epoch: int = 1,
-        log_every_n_steps: int = 50,
-        limit_batches: int | None = None,
-        fast_dev_run: bool = False,
-        deterministic: bool = False,
-        nonfinite_loss: str = "stop",
-        compile: bool = False,
-        channels_last: bool = False,
-        data_on_device: bool | str = "auto",
+        max_epochs: int,
+        device: str,
+        precision: str,
+        gradient_clip_val: float | None,
+        accumulate_grad_batches: int,
+        check_val_every_n_epoch: int,
+        log_every_n_steps: int,
+        limit_batches: int | None,
+        fast_dev_run: bool,
+        deterministic: bool,
+        nonfinite_loss: str,
+        compile: bool,
+        channels_last: bool,
+        data_on_device: bool | str,
         callbacks: Sequence[Callback] = (),
     ):
+        """The keys of conf/trainer/default.yaml, which gives each its default and meaning (there only:
+        Trainer(**dlrun.config.trainer_defaults(), ...) is a trainer of the defaults)."""
         self.max_epochs = 1 if fast_dev_run else max_epochs
         self.limit_batches = FAST_DEV_RUN_BATCHES if fast_dev_run else limit_batches
         self.world = World.from_env()

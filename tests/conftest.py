@@ -11,9 +11,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun import build
-from dlrun.config import CONFIG_DIR, register_schemas
+from dlrun.config import CONFIG_DIR, register_schemas, trainer_defaults
 from dlrun.data.spec import DataSpec
 from dlrun.data.transforms import resized_shape
+from dlrun.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 DLRUN = str(Path(sys.executable).with_name("dlrun"))
@@ -27,6 +28,11 @@ def compose_config(*overrides: str, small: bool = True) -> DictConfig:
     """The config `dlrun <overrides>` would run, composed from the real conf/."""
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=[*(SMALL if small else []), *overrides])
+
+
+def make_trainer(**settings) -> Trainer:
+    """A Trainer of conf/trainer/default.yaml's settings but for those given."""
+    return Trainer(**(trainer_defaults() | settings))
 
 
 def model_for(cfg: DictConfig):

@@ -13,9 +13,8 @@ from dlrun import build
 from dlrun.cli import train
 from dlrun.errors import ConfigError
 from dlrun.models.autoencoder import autoencoder, vae
-from dlrun.trainer import Trainer
 
-from conftest import compose_config, only_run_dir, run_cli
+from conftest import compose_config, make_trainer, only_run_dir, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -71,7 +70,7 @@ def test_the_schedule_is_sized_without_the_anomaly_class():
     kept = int((train_targets != 7).sum())
     assert len(data.train[1]) == kept < len(train_targets) and not (data.val[1] == 7).any()
     optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
-    (scheduled,) = build.schedulers(cfg, optimizers, Trainer(device="cpu").optimizer_steps_per_epoch(data))
+    (scheduled,) = build.schedulers(cfg, optimizers, make_trainer(device="cpu").optimizer_steps_per_epoch(data))
     assert scheduled.scheduler.total_steps == 3 * -(-kept // cfg.dataset.batch_size)
 
 

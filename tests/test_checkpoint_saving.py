@@ -13,9 +13,9 @@ from dlrun.callbacks.checkpoint import Checkpoint
 from dlrun.checkpoint import load, snapshot
 from dlrun.errors import ConfigError
 from dlrun.run import seed_everything
-from dlrun.trainer import NonFiniteLoss, Trainer
+from dlrun.trainer import NonFiniteLoss
 
-from conftest import compose_config
+from conftest import compose_config, make_trainer
 
 EPOCHS = 6
 # Plain SGD this fast makes the validation loss go up and down: its best epoch is neither the first nor the last.
@@ -69,7 +69,7 @@ def train(*callbacks: Callback) -> None:
     seed_everything(cfg.seed)
     data = build.data(cfg)
     task = build.task(cfg, build.model(cfg, data.spec), data)
-    trainer = Trainer(max_epochs=EPOCHS, limit_batches=4, device="cpu", callbacks=list(callbacks))
+    trainer = make_trainer(max_epochs=EPOCHS, limit_batches=4, device="cpu", callbacks=list(callbacks))
     trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
 
 

@@ -9,7 +9,7 @@ from dlrun import build
 from dlrun.errors import ConfigError
 from dlrun.run import run
 
-from conftest import compose_config
+from conftest import compose_config, make_trainer
 
 
 def test_the_two_paths_give_the_same_batches():
@@ -82,16 +82,15 @@ def test_the_paths_train_to_the_same_accuracy(tmp_path, in_memory_metrics, other
 
 
 def test_splits_stay_in_host_memory_with_data_on_device_false():
-    from dlrun.trainer import Trainer
 
     cfg = compose_config()
     data = build.data(cfg)
     task = build.task(cfg, build.model(cfg, data.spec), data)
     for on_device, resident_on in (("auto", torch.device("cpu")), (False, None)):
         data.resident_on = None
-        trainer = Trainer(device="cpu", max_epochs=1, limit_batches=2, data_on_device=on_device)
+        trainer = make_trainer(device="cpu", max_epochs=1, limit_batches=2, data_on_device=on_device)
         trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
         assert data.resident_on == resident_on  # where the batches were gathered: on the device, or not
     assert data.fits_on(torch.device("cpu"))  # host memory holds the splits already
     with pytest.raises(ValueError, match="data_on_device must be True, False or 'auto', not 'false'"):
-        Trainer(device="cpu", data_on_device="false")
+        make_trainer(device="cpu", data_on_device="false")

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from dlrun import build
-from dlrun.trainer import Trainer
 
-from conftest import ENV, REPO, TORCHRUN, compose_config, only_run_dir, torchrun
+from conftest import ENV, REPO, TORCHRUN, compose_config, make_trainer, only_run_dir, torchrun
 
 DDP_FIT = str(REPO / "tests" / "ddp_fit.py")
 
@@ -30,7 +29,7 @@ def test_ranks_end_with_identical_weights_and_evaluate_their_shards(tmp_path):
     assert sum(s["test_samples"] for s in seen) == data.size("test")
     task = build.task(cfg, build.model(cfg, data.spec), data)
     task.model.load_state_dict(first)
-    whole = Trainer(device="cpu").evaluate(task, data, "test")
+    whole = make_trainer(device="cpu").evaluate(task, data, "test")
     for metrics in seen:
         assert metrics.keys() >= whole.keys()
         assert all(metrics[name] == pytest.approx(whole[name], rel=1e-5) for name in whole)

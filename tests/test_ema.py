@@ -15,7 +15,7 @@ from dlrun.errors import ConfigError
 from dlrun.run import run, seed_everything
 from dlrun.trainer import Trainer
 
-from conftest import compose_config
+from conftest import compose_config, make_trainer
 
 DECAY = 0.8
 SHORT = ["trainer.limit_batches=4", "trainer.max_epochs=3"]
@@ -55,7 +55,7 @@ def fit(run_dir, every_n_steps: int = 1, checkpointed: bool = True) -> tuple[Tra
     recorder = Recorder()
     checkpoint = [Checkpoint(run_dir=run_dir, config={})] if checkpointed else []
     callbacks = [EMA(decay=DECAY, every_n_steps=every_n_steps), *checkpoint, recorder]
-    trainer = Trainer(max_epochs=3, limit_batches=4, device="cpu", callbacks=callbacks)
+    trainer = make_trainer(max_epochs=3, limit_batches=4, device="cpu", callbacks=callbacks)
     trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
     return trainer, recorder
 

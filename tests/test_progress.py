@@ -9,9 +9,8 @@ from rich.console import Console
 from dlrun import build
 from dlrun.callbacks.progress import Progress
 from dlrun.errors import ConfigError
-from dlrun.trainer import Trainer
 
-from conftest import compose_config
+from conftest import compose_config, make_trainer
 
 BATCHES = 4
 
@@ -25,7 +24,7 @@ def terminal_output(**settings) -> str:
     cfg = compose_config()
     data = build.data(cfg)
     task = build.task(cfg, build.model(cfg, data.spec), data)
-    trainer = Trainer(max_epochs=2, limit_batches=BATCHES, log_every_n_steps=1, device="cpu", callbacks=[progress])
+    trainer = make_trainer(max_epochs=2, limit_batches=BATCHES, log_every_n_steps=1, device="cpu", callbacks=[progress])
     trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
     return progress.console.file.getvalue()
 

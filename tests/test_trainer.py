@@ -9,7 +9,7 @@ from dlrun import build
 from dlrun.run import run
 from dlrun.tasks.base import Task
 
-from conftest import compose_config, model_for
+from conftest import compose_config, make_trainer, model_for
 
 SHORT = ["trainer.limit_batches=4"]
 
@@ -179,7 +179,7 @@ class DivergingManualTask(Task):
 
 def test_a_task_stepping_itself_is_stopped_by_any_nonfinite_metric_and_cannot_skip(tmp_path):
     from dlrun.errors import ConfigError
-    from dlrun.trainer import NonFiniteLoss, Trainer
+    from dlrun.trainer import NonFiniteLoss
 
     cfg = compose_config("trainer.max_epochs=1")
     data = build.data(cfg)
@@ -187,10 +187,10 @@ def test_a_task_stepping_itself_is_stopped_by_any_nonfinite_metric_and_cannot_sk
     task = DivergingManualTask(model)
     optimizers = task.configure_optimizers(build.optimizer_factory(cfg))
     with pytest.raises(NonFiniteLoss, match=r"train/d_loss became NaN or infinite at one of steps 1-10"):
-        Trainer(device="cpu", max_epochs=1, log_every_n_steps=10).fit(task, data, optimizers)
+        make_trainer(device="cpu", max_epochs=1, log_every_n_steps=10).fit(task, data, optimizers)
     assert task.calls == 10  # found when the sums are read, at the first log step
     with pytest.raises(ConfigError, match="trainer.nonfinite_loss = skip: this task steps its optimizers itself"):
-        Trainer(device="cpu", nonfinite_loss="skip").fit(task, data, optimizers)
+        make_trainer(device="cpu", nonfinite_loss="skip").fit(task, data, optimizers)
 
 
 @pytest.mark.parametrize(("log_every_n_steps", "batch_size"), [(3, 100), (50, 100), (1000, 16)])
@@ -198,7 +198,6 @@ def test_training_accuracy_is_the_share_of_correct_training_predictions(log_ever
     """train/acc counts every training sample once, whether its step's outputs were summed at log steps (every 3
     steps: several sums an epoch, the last one partial), at the epoch's end, or every KEPT_STEPS steps (79 steps
     of 16, no log step); with lr=0 the weights stay those the accuracy is computed with here."""
-    from dlrun.trainer import Trainer
 
     cfg = compose_config("optimizer.lr=0.0", "model.dropout=0.0", f"dataset.batch_size={batch_size}")
     data = build.data(cfg)
@@ -207,6 +206,6 @@ def test_training_accuracy_is_the_share_of_correct_training_predictions(log_ever
     assert len(targets) % batch_size != 0  # a last, smaller batch
     with torch.no_grad():
         expected = (task.model(inputs).argmax(dim=1) == targets).float().mean().item()
-    trainer = Trainer(device="cpu", max_epochs=1, log_every_n_steps=log_every_n_steps)
+    trainer = make_trainer(device="cpu", max_epochs=1, log_every_n_steps=log_every_n_steps)
     state = trainer.fit(task, data, task.configure_optimizers(build.optimizer_factory(cfg)))
     assert state.metrics["train/acc"] == pytest.approx(expected, abs=1e-6)
