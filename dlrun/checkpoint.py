@@ -4,6 +4,7 @@ import copy
 import io
 import os
 import pickle
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,26 +73,52 @@ def _write_files(files: dict[Path, bytes]) -> None:
         os.replace(temporary, path)
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes begins (a zip archive)
+
+
 def load(path: str | Path, *, key: str = "ckpt_path") -> dict:
-    """Read a checkpoint onto the CPU; a missing, corrupt or code-carrying file is a ConfigError naming key."""
+    """Read a checkpoint onto the CPU; a missing, empty, foreign, corrupt or code-carrying file is a ConfigError
+    naming key."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"{key} = {path}: no such file; type the path of a last.pt or best.pt")
+    with open(path, "rb") as file:
+        start = file.read(len(ZIP_MAGIC))
+    another = "type the path of another checkpoint, e.g. the run's checkpoints/best.pt"
+    if not start:
+        raise ConfigError(f"{key} = {path}: an empty file (0 bytes), truncated or never written; {another}")
+    if start != ZIP_MAGIC:
+        raise ConfigError(f"{key} = {path}: not a torch checkpoint (torch.save writes a zip archive); {another}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of the pickle protocol of a file it is about to refuse
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ConfigError(
             f"{key} = {path}: refused, the file holds objects beyond tensors and plain containers "
-            f"({str(error).splitlines()[0]}); load only checkpoints written by dlrun"
+            f"({_refused_content(error)}); load only checkpoints written by dlrun"
         ) from error
     except Exception as error:  # torch.load fails on a damaged file with many exception types
         raise ConfigError(
-            f"{key} = {path}: not a readable checkpoint, truncated or corrupt ({str(error).splitlines()[0]}); "
-            "type the path of another checkpoint, e.g. the run's checkpoints/best.pt"
+            f"{key} = {path}: not a readable checkpoint, truncated or corrupt "
+            f"({_first_sentence(str(error))}); {another}"
         ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise ConfigError(f"{key} = {path}: not a dlrun checkpoint (no model state); type the path of a last.pt")
     return state
+
+
+def _refused_content(error: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused ("Unsupported global: ..."), without its advice to load the file
+    unsafely."""
+    _, found, detail = str(error).partition("WeightsUnpickler error:")
+    return _first_sentence(detail if found and detail.strip() else str(error))
+
+
+def _first_sentence(text: str) -> str:
+    """The cause in torch's message, not the advice after it."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+    return line.split(". ")[0].rstrip(".")
 
 
 def load_weights(model: torch.nn.Module, weights: dict, *, problem: str, hint: str) -> None:

@@ -271,3 +271,22 @@ def test_checkpoints_lacking_what_prediction_needs_exit_2(checkpoints, tmp_path,
     assert exit_.value.code == 2
     message = " ".join(capsys.readouterr().err.replace("│", " ").split())
     assert f"CKPT = {tmp_path / 'old.pt'}: {expected}" in message, message
+
+
+@pytest.mark.usefixtures("wide_terminal")
+@pytest.mark.parametrize(
+    ("contents", "expected"),
+    [
+        (b"", "an empty file (0 bytes), truncated or never written"),
+        (bytes(range(256)) * 20, "not a torch checkpoint (torch.save writes a zip archive)"),
+    ],
+)
+def test_an_empty_or_foreign_checkpoint_exits_2_naming_it(tmp_path, capsys, contents, expected):
+    (tmp_path / "bad.pt").write_bytes(contents)
+    np.save(tmp_path / "rows.npy", np.zeros((2, 30), dtype=np.float32))
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "bad.pt"), str(tmp_path / "rows.npy"), "--output", str(tmp_path / "p.csv")])
+    assert exit_.value.code == 2
+    message = " ".join(capsys.readouterr().err.replace("│", " ").split())
+    assert f"CKPT = {tmp_path / 'bad.pt'}: {expected}" in message, message
+    assert not (tmp_path / "p.csv").exists()
