@@ -1,0 +1,87 @@
+"""A run dir written by one dlrun process at a time, an earlier run in it refused unless resumed: real `dlrun`
+subprocesses on real directories."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from dlrun.errors import ConfigError
+from dlrun.run_dir import LOCK_FILE, lock, refuse_an_earlier_run
+
+from conftest import DLRUN, SMALL, run_cli
+
+FAST = [*SMALL, "trainer=fast"]
+
+
+def message(result: subprocess.CompletedProcess) -> str:
+    return " ".join((result.stdout + result.stderr).replace("│", " ").split())  # undo the panel's wrapping
+
+
+def contents(directory) -> dict:
+    return {path: path.read_bytes() for path in directory.rglob("*") if path.is_file()}
+
+
+def wait_for(path, process, timeout=120):
+    """Block until path exists, failing if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The run dir of a run that ended well."""
+    run_dir = tmp_path_factory.mktemp("finished")
+    result = run_cli(*FAST, f"hydra.run.dir={run_dir}", cwd=run_dir.parent)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def test_a_new_run_pointed_at_a_finished_run_dir_exits_2_and_leaves_it_as_it_was(finished, tmp_path):
+    before = contents(finished)
+    result = run_cli(*FAST, "optimizer.lr=-1", f"hydra.run.dir={finished}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"hydra.run.dir = {finished}: holds an earlier run (metrics.json, checkpoints/last.pt, checkpoints/best.pt); "
+        "type resume=auto to continue it" in message(result)
+    )
+    assert "Traceback" not in message(result)
+    assert contents(finished) == before  # no .hydra/ rewritten, no TensorBoard file added
+
+
+def test_only_a_run_that_resumes_the_earlier_one_may_use_its_run_dir(finished, tmp_path):
+    refuse_an_earlier_run(finished, ckpt_path=str(finished / "checkpoints" / "best.pt"), resume="never")
+    refuse_an_earlier_run(finished, ckpt_path=None, resume="auto")
+    refuse_an_earlier_run(tmp_path, ckpt_path=None, resume="never")  # an empty dir holds no earlier run
+    with pytest.raises(ConfigError, match="holds an earlier run"):
+        refuse_an_earlier_run(finished, ckpt_path=str(tmp_path / "other" / "last.pt"), resume="never")
+
+
+def test_a_run_dir_in_use_is_refused_naming_the_holder_and_free_again_once_it_is_killed(tmp_path):
+    long_run = [*SMALL, "trainer.max_epochs=1000", f"hydra.run.dir={tmp_path}", "resume=auto"]
+    holder = subprocess.Popen([DLRUN, *long_run], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(tmp_path / ".hydra" / "overrides.yaml", holder)  # Hydra writes it once the lock is held
+        second = run_cli(*long_run, "seed=7", cwd=tmp_path)
+        assert second.returncode == 2, second.stderr
+        assert f"hydra.run.dir = {tmp_path}: in use by dlrun process {holder.pid}" in message(second)
+        assert "Traceback" not in message(second)
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert "seed=7" not in (tmp_path / ".hydra" / "overrides.yaml").read_text()  # the second wrote nothing
+    os.close(lock(tmp_path))  # the OS freed the killed holder's lock (a resume after SIGKILL: test_interrupt.py)
+    assert (tmp_path / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+def test_a_run_dir_that_cannot_be_created_exits_2_naming_it(tmp_path):
+    (tmp_path / "a file").write_text("not a folder\n")
+    run_dir = tmp_path / "a file" / "run"
+    result = run_cli(*FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"hydra.run.dir = {run_dir}: cannot be created or written (Not a directory" in message(result)
+    assert "Traceback" not in message(result)
