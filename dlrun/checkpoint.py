@@ -53,7 +53,7 @@ class BackgroundWriter:
 
     def write(self, files: dict[Path, bytes]) -> None:
         self.wait()
-        self._pending = self._executor.submit(_write_files, files)
+        self._pending = self._executor.submit(write_files, files)
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -61,16 +61,24 @@ class BackgroundWriter:
             pending.result()
 
 
-def _write_files(files: dict[Path, bytes]) -> None:
-    """Each file to a temporary one beside it, flushed to disk, then renamed: a file is never half-written."""
+def write_files(files: dict[Path, bytes]) -> None:
+    """Each file to a temporary one beside it, flushed to disk, then renamed: a file is never half-written. A write
+    that fails (a full disk) removes its temporary file and is a ConfigError naming the file, which stays as it was."""
     for path, contents in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
-        with open(temporary, "wb") as file:
-            file.write(contents)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as file:
+                file.write(contents)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise ConfigError(
+                f"{path}: cannot be written ({error.strerror}), so the run stopped; {path.name} stays as it was "
+                "before; free space on that disk and resume with resume=auto, or give a hydra.run.dir elsewhere"
+            ) from error
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes begins (a zip archive)

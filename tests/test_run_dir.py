@@ -1,16 +1,19 @@
 """A run dir written by one dlrun process at a time, an earlier run in it refused unless resumed: real `dlrun`
 subprocesses on real directories."""
 
+import contextlib
 import os
+import shutil
 import subprocess
 import time
 
 import pytest
 
 from dlrun.errors import ConfigError
-from dlrun.run_dir import LOCK_FILE, lock, refuse_an_earlier_run
+from dlrun.run import run
+from dlrun.run_dir import LOCK_FILE, MIN_FREE_BYTES, lock, refuse_an_earlier_run
 
-from conftest import DLRUN, SMALL, run_cli
+from conftest import DLRUN, SMALL, compose_config, run_cli
 
 FAST = [*SMALL, "trainer=fast"]
 
@@ -84,4 +87,58 @@ def test_a_run_dir_that_cannot_be_created_exits_2_naming_it(tmp_path):
     result = run_cli(*FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert f"hydra.run.dir = {run_dir}: cannot be created or written (Not a directory" in message(result)
+    assert "Traceback" not in message(result)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(directory, options):
+    """A small tmpfs mounted on directory for the block (a disk to fill); the test skips where mount is refused."""
+    directory.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mount.stderr.decode().strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    with mounted_tmpfs(tmp_path / "disk", "size=3m") as disk:
+        yield disk
+
+
+def fill(disk, leaving: int) -> None:
+    """Fill disk with one file until `leaving` bytes are free."""
+    (disk / "filler").write_bytes(bytes(shutil.disk_usage(disk).free - leaving))
+
+
+def test_a_run_whose_disk_fills_exits_2_naming_the_file_and_keeps_the_last_checkpoint(small_disk, tmp_path):
+    run_dir = small_disk / "run"
+    run(compose_config("trainer.max_epochs=1", "callbacks.tensorboard=null"), run_dir)  # last.pt: 630 KB
+    before = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    fill(small_disk, leaving=MIN_FREE_BYTES + 150_000)  # room to start, not for another last.pt
+    result = run_cli(*SMALL, "trainer.max_epochs=3", "resume=auto", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"{run_dir / 'checkpoints' / 'last.pt'}: cannot be written (No space left on device)" in message(result)
+    assert "Traceback" not in message(result)
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
+    assert not list(run_dir.rglob("*.tmp"))  # no .last.pt.tmp left
+
+
+def test_a_new_run_on_a_full_disk_exits_2_before_writing_anything(small_disk, tmp_path):
+    fill(small_disk, leaving=8192)
+    result = run_cli(*FAST, f"hydra.run.dir={small_disk / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"hydra.run.dir = {small_disk / 'run'}: its disk has 8 KB free, too little to start a run" in message(result)
+    assert "Traceback" not in message(result)
+    assert not (small_disk / "run").exists()
+
+
+def test_a_run_dir_on_a_read_only_disk_exits_2_naming_it(tmp_path):
+    with mounted_tmpfs(tmp_path / "disk", "ro,size=1m") as disk:
+        result = run_cli(*FAST, f"hydra.run.dir={disk / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"hydra.run.dir = {disk / 'run'}: cannot be created or written (Read-only file system" in message(result)
     assert "Traceback" not in message(result)
