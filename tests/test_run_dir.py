@@ -5,15 +5,15 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
+import torch
 
 from dlrun.errors import ConfigError
 from dlrun.run import run
 from dlrun.run_dir import LOCK_FILE, MIN_FREE_BYTES, lock, refuse_an_earlier_run
 
-from conftest import DLRUN, SMALL, compose_config, run_cli
+from conftest import DLRUN, SMALL, compose_config, run_cli, wait_for
 
 FAST = [*SMALL, "trainer=fast"]
 
@@ -24,15 +24,6 @@ def message(result: subprocess.CompletedProcess) -> str:
 
 def contents(directory) -> dict:
     return {path: path.read_bytes() for path in directory.rglob("*") if path.is_file()}
-
-
-def wait_for(path, process, timeout=120):
-    """Block until path exists, failing if the process ends first."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +105,7 @@ def fill(disk, leaving: int) -> None:
     (disk / "filler").write_bytes(bytes(shutil.disk_usage(disk).free - leaving))
 
 
-def test_a_run_whose_disk_fills_exits_2_naming_the_file_and_keeps_the_last_checkpoint(small_disk, tmp_path):
+def test_a_run_whose_disk_fills_exits_2_naming_the_file_keeps_the_last_checkpoint_and_resumes(small_disk, tmp_path):
     run_dir = small_disk / "run"
     run(compose_config("trainer.max_epochs=1", "callbacks.tensorboard=null"), run_dir)  # last.pt: 630 KB
     before = (run_dir / "checkpoints" / "last.pt").read_bytes()
@@ -125,6 +116,10 @@ def test_a_run_whose_disk_fills_exits_2_naming_the_file_and_keeps_the_last_check
     assert "Traceback" not in message(result)
     assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
     assert not list(run_dir.rglob("*.tmp"))  # no .last.pt.tmp left
+    (small_disk / "filler").unlink()  # room again: the message's resume=auto continues from the kept last.pt
+    resumed = run_cli(*SMALL, "trainer.max_epochs=3", "resume=auto", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3
 
 
 def test_a_new_run_on_a_full_disk_exits_2_before_writing_anything(small_disk, tmp_path):
