@@ -4,6 +4,7 @@ import copy
 import io
 import os
 import pickle
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,7 +53,7 @@ class BackgroundWriter:
 
     def write(self, files: dict[Path, bytes]) -> None:
         self.wait()
-        self._pending = self._executor.submit(_write_files, files)
+        self._pending = self._executor.submit(write_files, files)
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -60,38 +61,72 @@ class BackgroundWriter:
             pending.result()
 
 
-def _write_files(files: dict[Path, bytes]) -> None:
-    """Each file to a temporary one beside it, flushed to disk, then renamed: a file is never half-written."""
+def write_files(files: dict[Path, bytes]) -> None:
+    """Each file to a temporary one beside it, flushed to disk, then renamed: a file is never half-written. A write
+    that fails (a full disk) removes its temporary file and is a ConfigError naming the file, which stays as it was."""
     for path, contents in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
-        with open(temporary, "wb") as file:
-            file.write(contents)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as file:
+                file.write(contents)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise ConfigError(
+                f"{path}: cannot be written ({error.strerror}), so the run stopped; {path.name} stays as it was "
+                "before; free space on that disk and resume with resume=auto, or give a hydra.run.dir elsewhere"
+            ) from error
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes begins (a zip archive)
 
 
 def load(path: str | Path, *, key: str = "ckpt_path") -> dict:
-    """Read a checkpoint onto the CPU; a missing, corrupt or code-carrying file is a ConfigError naming key."""
+    """Read a checkpoint onto the CPU; a missing, empty, foreign, corrupt or code-carrying file is a ConfigError
+    naming key."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"{key} = {path}: no such file; type the path of a last.pt or best.pt")
+    with open(path, "rb") as file:
+        start = file.read(len(ZIP_MAGIC))
+    another = "type the path of another checkpoint, e.g. the run's checkpoints/best.pt"
+    if not start:
+        raise ConfigError(f"{key} = {path}: an empty file (0 bytes), truncated or never written; {another}")
+    if start != ZIP_MAGIC:
+        raise ConfigError(f"{key} = {path}: not a torch checkpoint (torch.save writes a zip archive); {another}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of the pickle protocol of a file it is about to refuse
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ConfigError(
             f"{key} = {path}: refused, the file holds objects beyond tensors and plain containers "
-            f"({str(error).splitlines()[0]}); load only checkpoints written by dlrun"
+            f"({_refused_content(error)}); load only checkpoints written by dlrun"
         ) from error
     except Exception as error:  # torch.load fails on a damaged file with many exception types
         raise ConfigError(
-            f"{key} = {path}: not a readable checkpoint, truncated or corrupt ({str(error).splitlines()[0]}); "
-            "type the path of another checkpoint, e.g. the run's checkpoints/best.pt"
+            f"{key} = {path}: not a readable checkpoint, truncated or corrupt "
+            f"({_first_sentence(str(error))}); {another}"
         ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise ConfigError(f"{key} = {path}: not a dlrun checkpoint (no model state); type the path of a last.pt")
     return state
+
+
+def _refused_content(error: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused ("Unsupported global: ..."), without its advice to load the file
+    unsafely."""
+    _, found, detail = str(error).partition("WeightsUnpickler error:")
+    return _first_sentence(detail if found and detail.strip() else str(error))
+
+
+def _first_sentence(text: str) -> str:
+    """The cause in torch's message, not the advice after it."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+    return line.split(". ")[0].rstrip(".")
 
 
 def load_weights(model: torch.nn.Module, weights: dict, *, problem: str, hint: str) -> None:

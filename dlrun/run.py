@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from dlrun import build, distributed, report
-from dlrun.checkpoint import load, load_weights
+from dlrun.checkpoint import load, load_weights, serialize, write_files
 from dlrun.distributed import World
 from dlrun.trainer import TrainingInterrupted, resolve_device
 
@@ -48,8 +48,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     metrics = trainer.test(task, data, distributed.broadcast_from_main(best_weights))
     if not world.is_main:  # rank 0 alone writes and prints the results
         return None
-    torch.save(task.model.state_dict(), run_dir / "model.pt")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics_json = (json.dumps(metrics, indent=2) + "\n").encode()
+    write_files({run_dir / "model.pt": serialize(task.model.state_dict()), run_dir / "metrics.json": metrics_json})
     console.print(report.results_table(metrics))
     print(run_dir if cfg.quiet else f"run dir: {run_dir}")  # the one line a quiet run prints
     return metrics.get(OmegaConf.select(cfg, "callbacks.checkpoint.monitor", default="val/loss"))

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,15 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) 
     """The installed `dlrun` console script, run in cwd (so outputs/ lands there)."""
     env = os.environ | {"COLUMNS": "200"} | (env or {})
     return subprocess.run([DLRUN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def wait_for(path, process, timeout=120):
+    """Block until path exists (a file the process writes, say), failing if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
 
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]

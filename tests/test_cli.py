@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import random
 import subprocess
 import sys
 import textwrap
@@ -141,10 +142,6 @@ def test_bad_input_exits_2_with_the_key_named(finished_run, args, expected):
     assert all(path.read_bytes() == content for path, content in before.items())  # earlier runs intact
 
 
-def write_corrupt(path):
-    path.write_bytes(b"this is not a checkpoint")
-
-
 def write_truncated(path, source):
     path.write_bytes(source.read_bytes()[:1000])
 
@@ -157,8 +154,9 @@ class Payload:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("corrupt", "not a readable checkpoint"),
-        ("truncated", "truncated or corrupt"),
+        ("empty", "an empty file (0 bytes), truncated or never written"),
+        ("random bytes", "not a torch checkpoint (torch.save writes a zip archive)"),
+        ("truncated", "not a readable checkpoint, truncated or corrupt"),
         ("code", "refused, the file holds objects beyond tensors"),
         ("other model", "its weights do not fit this model"),
     ],
@@ -166,8 +164,10 @@ class Payload:
 def test_bad_checkpoints_exit_2(finished_run, tmp_path, kind, expected):
     last = finished_run[2] / "checkpoints" / "last.pt"
     path, args = tmp_path / "bad.pt", []
-    if kind == "corrupt":
-        write_corrupt(path)
+    if kind == "empty":
+        path.touch()
+    elif kind == "random bytes":
+        path.write_bytes(random.Random(0).randbytes(5000))  # read as a legacy pickle, it "holds objects"
     elif kind == "truncated":
         write_truncated(path, last)
     elif kind == "code":
@@ -175,10 +175,11 @@ def test_bad_checkpoints_exit_2(finished_run, tmp_path, kind, expected):
     else:
         path, args = last, ["model.hidden=[32]"]
     result = run_cli(f"ckpt_path={path}", *args, *QUICK, cwd=tmp_path)
-    output = " ".join((result.stdout + result.stderr).split())
+    output = " ".join((result.stdout + result.stderr).replace("│", " ").split())  # undo the panel's wrapping
     assert result.returncode == 2, output
-    assert expected in output and "Traceback" not in output
-    assert "this ran on load" not in output
+    assert f"ckpt_path = {path}: {expected}" in output
+    assert "Traceback" not in output and "this ran on load" not in output
+    assert "weights_only" not in output  # no advice to load the file unsafely
 
 
 def test_a_users_own_model_and_config_dir(tmp_path):

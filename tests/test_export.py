@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,8 @@ BAD_ARGUMENTS = {
 }
 BAD_FILES = {
     "a plain state_dict": (["{model_pt}"], ["CKPT = ", "not a dlrun checkpoint"]),
+    "an empty checkpoint": (["{empty}"], ["CKPT = {empty}: an empty file (0 bytes), truncated or never written"]),
+    "random bytes": (["{random_bytes}"], ["CKPT = {random_bytes}: not a torch checkpoint"]),
     "inputs of the wrong shape": (
         ["{digits}", "--inputs", "{wrong_npy}"],
         ["--inputs = ", "shape [3, 64] does not fit the model", "[N, 1, 8, 8]"],
@@ -184,7 +187,11 @@ BAD_FILES = {
 
 def bad_paths(checkpoints, tmp_path) -> dict[str, Path]:
     np.save(tmp_path / "wrong.npy", np.zeros((3, 64), dtype=np.float32))
+    (tmp_path / "empty.pt").touch()
+    (tmp_path / "random.pt").write_bytes(random.Random(0).randbytes(5000))
     return {
+        "empty": tmp_path / "empty.pt",
+        "random_bytes": tmp_path / "random.pt",
         "digits": checkpoints["digits"],
         "model_pt": checkpoints["digits"].parent.parent / "model.pt",
         "wrong_npy": tmp_path / "wrong.npy",
@@ -205,7 +212,8 @@ def test_bad_arguments_exit_2_with_the_argument_named(checkpoints, tmp_path, cas
 @pytest.mark.parametrize("case", BAD_FILES)
 def test_bad_files_exit_2_with_the_argument_named(checkpoints, tmp_path, case, capsys):
     args, expected = BAD_FILES[case]
-    code, message = run_main(*(arg.format(**bad_paths(checkpoints, tmp_path)) for arg in args), capsys=capsys)
+    paths = bad_paths(checkpoints, tmp_path)
+    code, message = run_main(*(arg.format(**paths) for arg in args), capsys=capsys)
     assert code == 2
     for text in expected:
-        assert text in message, message
+        assert text.format(**paths) in message, message

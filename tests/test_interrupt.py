@@ -10,7 +10,7 @@ import torch
 from dlrun.errors import ConfigError
 from dlrun.run import run
 
-from conftest import DLRUN, compose_config
+from conftest import DLRUN, compose_config, wait_for
 
 # Enough steps an epoch (batch size 8: 158 steps) that a signal lands mid-epoch.
 SLOW = ["dataset.batch_size=8", "trainer.max_epochs=3", "trainer.deterministic=true", "trainer.device=cpu"]
@@ -24,15 +24,6 @@ def start(run_dir, *overrides):
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(path, process, timeout=120):
-    """Block until path exists (the end of the first epoch), failing if the run ends first."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
 
 
 def weights(run_dir):

@@ -256,6 +256,15 @@ def test_bad_files_exit_2_naming_the_file_and_what_to_type(checkpoints, tmp_path
     assert not (tmp_path / "p.csv").exists()
 
 
+def refused_predicting_rows_with(checkpoint: Path, tmp_path: Path, capsys) -> str:
+    """dlrun-predict of two rows of 30 features with checkpoint, which must exit 2: its message."""
+    np.save(tmp_path / "rows.npy", np.zeros((2, 30), dtype=np.float32))
+    with pytest.raises(SystemExit) as exit_:
+        main([str(checkpoint), str(tmp_path / "rows.npy"), "--output", str(tmp_path / "p.csv")])
+    assert exit_.value.code == 2
+    return " ".join(capsys.readouterr().err.replace("│", " ").split())
+
+
 @pytest.mark.usefixtures("wide_terminal")
 @pytest.mark.parametrize(
     ("dropped", "expected"),
@@ -265,9 +274,20 @@ def test_checkpoints_lacking_what_prediction_needs_exit_2(checkpoints, tmp_path,
     state = torch.load(checkpoints["binary"], weights_only=True)
     del state[dropped]
     torch.save(state, tmp_path / "old.pt")
-    np.save(tmp_path / "rows.npy", np.zeros((2, 30), dtype=np.float32))
-    with pytest.raises(SystemExit) as exit_:
-        main([str(tmp_path / "old.pt"), str(tmp_path / "rows.npy"), "--output", str(tmp_path / "p.csv")])
-    assert exit_.value.code == 2
-    message = " ".join(capsys.readouterr().err.replace("│", " ").split())
+    message = refused_predicting_rows_with(tmp_path / "old.pt", tmp_path, capsys)
     assert f"CKPT = {tmp_path / 'old.pt'}: {expected}" in message, message
+
+
+@pytest.mark.usefixtures("wide_terminal")
+@pytest.mark.parametrize(
+    ("contents", "expected"),
+    [
+        (b"", "an empty file (0 bytes), truncated or never written"),
+        (bytes(range(256)) * 20, "not a torch checkpoint (torch.save writes a zip archive)"),
+    ],
+)
+def test_an_empty_or_foreign_checkpoint_exits_2_naming_it(tmp_path, capsys, contents, expected):
+    (tmp_path / "bad.pt").write_bytes(contents)
+    message = refused_predicting_rows_with(tmp_path / "bad.pt", tmp_path, capsys)
+    assert f"CKPT = {tmp_path / 'bad.pt'}: {expected}" in message, message
+    assert not (tmp_path / "p.csv").exists()

@@ -19,9 +19,9 @@ from dlrun.data.storage import MEMORY_SHARE, in_memory
 from dlrun.errors import ConfigError
 from dlrun.run import run
 
-from conftest import DLRUN, SMALL, compose_config, only_run_dir, run_cli, torchrun
+from conftest import DLRUN, SMALL, compose_config, only_run_dir, run_cli, torchrun, wait_for
 from test_image_folder import write_images
-from test_interrupt import assert_same_weights, wait_for, weights
+from test_interrupt import assert_same_weights, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
