@@ -104,3 +104,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def wide_terminal(monkeypatch):
+    """Long temporary paths stay on one line of the error panel, so that the test can find them whole."""
+    monkeypatch.setenv("COLUMNS", "500")

@@ -209,6 +209,7 @@ def test_bad_arguments_exit_2_with_the_argument_named(checkpoints, tmp_path, cas
         assert text in message, message
 
 
+@pytest.mark.usefixtures("wide_terminal")
 @pytest.mark.parametrize("case", BAD_FILES)
 def test_bad_files_exit_2_with_the_argument_named(checkpoints, tmp_path, case, capsys):
     args, expected = BAD_FILES[case]

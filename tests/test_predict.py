@@ -235,12 +235,6 @@ BAD_FILES = {
 }
 
 
-@pytest.fixture
-def wide_terminal(monkeypatch):
-    """Long temporary paths stay on one line of the error panel, so that the test can find them whole."""
-    monkeypatch.setenv("COLUMNS", "500")
-
-
 @pytest.mark.usefixtures("wide_terminal")
 @pytest.mark.parametrize("case", BAD_FILES)
 def test_bad_files_exit_2_naming_the_file_and_what_to_type(checkpoints, tmp_path, capsys, case):
