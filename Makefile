@@ -27,7 +27,7 @@ train: $(STAMP)  ## train the default: an MLP on the embedded digits dataset (AR
 test: $(STAMP)  ## run the test suite, in two worker processes (pytest-xdist), but for the learning bars over a minute
 	$(PYTHON) -m pytest -n 2 -m "not long" $(ARGS)
 
-learn: $(STAMP)  ## every learning check, the long ones too: the shipped defaults reach the README's figures
+learn: $(STAMP)  ## every learning check, the long ones too: the shipped defaults reach the figures in docs/
 	$(PYTHON) -m pytest -n 2 tests/test_learning*.py $(ARGS)
 
 sweep: $(STAMP)  ## an example sweep: two optimizers x two learning rates
