@@ -3,8 +3,9 @@
 RunDirGuard (hydra.callbacks.run_dir in conf/config.yaml) acts in Hydra's on_run_start, before Hydra writes the run
 dir's .hydra/ files and log: a run dir that holds an earlier run's checkpoints or metrics.json is refused unless the
 run resumes it (resume=auto, or a ckpt_path inside it), and so is a disk with too little room to start; then the run
-dir is locked (flock on its .dlrun.lock, which holds the PID; the OS frees the lock when the process ends, even by
-SIGKILL). A run dir that another process holds, or that cannot be created or written, exits 2 naming it. Sweeps are
+dir is locked (a POSIX lock, lockf, on its .dlrun.lock, which holds the PID: the OS frees it when the process ends,
+even by SIGKILL, and forked DataLoader workers that outlive a killed run for a moment do not hold it, as they would an
+flock). A run dir that another process holds, or that cannot be created or written, exits 2 naming it. Sweeps are
 not guarded here (dlrun.sweep.job resumes their job dirs). Imports no torch.
 """
 
@@ -68,8 +69,8 @@ def lock(run_dir: Path) -> int:
     except OSError as error:
         raise _unwritable(run_dir, error) from error
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another process holds it
         holder = _holder(descriptor)
         os.close(descriptor)
         raise ConfigError(
