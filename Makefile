@@ -24,7 +24,7 @@ install: $(STAMP)  ## make .venv and install dlrun (editable) with its dev tools
 train: $(STAMP)  ## train the default: an MLP on the embedded digits dataset (ARGS="model=cnn ..." adds overrides)
 	$(VENV)/bin/dlrun $(ARGS)
 
-test: $(STAMP)  ## run the test suite, in two worker processes (pytest-xdist), but for the learning bars over a minute
+test: $(STAMP)  ## run the test suite, in two worker processes (pytest-xdist), but for the learning bars over 20 s
 	$(PYTHON) -m pytest -n 2 -m "not long" $(ARGS)
 
 learn: $(STAMP)  ## every learning check, the long ones too: the shipped defaults reach the figures in docs/

@@ -12,7 +12,10 @@ import pytest
 import torch
 from test_sweep_helpers import HELPERS_ENV
 
-from conftest import REPO, only_run_dir, run_cli
+from dlrun.errors import ConfigError
+from dlrun.run import run
+
+from conftest import REPO, compose_config, only_run_dir, run_cli
 
 QUICK = ["trainer.max_epochs=2", "trainer.limit_batches=3", "trainer.device=cpu"]
 
@@ -161,7 +164,8 @@ class Payload:
         ("other model", "its weights do not fit this model"),
     ],
 )
-def test_bad_checkpoints_exit_2(finished_run, tmp_path, kind, expected):
+def test_bad_checkpoints_are_config_errors_naming_the_file(finished_run, tmp_path, capsys, kind, expected):
+    """In process: the CLI turns every ConfigError into exit 2 (test_bad_input_exits_2_with_the_key_named)."""
     last = finished_run[2] / "checkpoints" / "last.pt"
     path, args = tmp_path / "bad.pt", []
     if kind == "empty":
@@ -174,12 +178,12 @@ def test_bad_checkpoints_exit_2(finished_run, tmp_path, kind, expected):
         torch.save({"model": Payload()}, path, pickle_protocol=pickle.HIGHEST_PROTOCOL)
     else:
         path, args = last, ["model.hidden=[32]"]
-    result = run_cli(f"ckpt_path={path}", *args, *QUICK, cwd=tmp_path)
-    output = " ".join((result.stdout + result.stderr).replace("│", " ").split())  # undo the panel's wrapping
-    assert result.returncode == 2, output
-    assert f"ckpt_path = {path}: {expected}" in output
-    assert "Traceback" not in output and "this ran on load" not in output
-    assert "weights_only" not in output  # no advice to load the file unsafely
+    with pytest.raises(ConfigError) as error:
+        run(compose_config(f"ckpt_path={path}", *args, *QUICK), tmp_path / "run")
+    message = str(error.value)
+    assert f"ckpt_path = {path}: {expected}" in message
+    assert "weights_only" not in message  # no advice to load the file unsafely
+    assert "this ran on load" not in capsys.readouterr().out
 
 
 def test_a_users_own_model_and_config_dir(tmp_path):

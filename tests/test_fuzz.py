@@ -84,8 +84,8 @@ def override(prefix: str, key: str, value: str) -> str:
 
 
 @settings(
-    max_examples=int(os.environ.get("DLRUN_FUZZ_EXAMPLES", 12)),
-    # make test draws the same 12 examples each time; DLRUN_FUZZ_EXAMPLES=80 by hand draws new ones at random
+    max_examples=int(os.environ.get("DLRUN_FUZZ_EXAMPLES", 8)),
+    # make test draws the same 8 examples each time; DLRUN_FUZZ_EXAMPLES=80 by hand draws new ones at random
     derandomize="DLRUN_FUZZ_EXAMPLES" not in os.environ,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],

@@ -13,7 +13,7 @@ STEP_BUDGET = 100_000
 
 
 @pytest.mark.slow
-@pytest.mark.long  # over a minute on 2 cores: `make learn` runs it, `make test` does not
+@pytest.mark.long  # over 20 s on 2 cores: `make learn` runs it, `make test` does not
 def test_cartpole_is_balanced_within_100k_steps(tmp_path):
     done = run_cli("env=cartpole", "trainer.device=cpu", "print_config=false", cwd=tmp_path, timeout=1800)
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ SAMPLES = 1000
 
 
 @pytest.mark.slow
-@pytest.mark.long  # over a minute on 2 cores: `make learn` runs it, `make test` does not
+@pytest.mark.long  # over 20 s on 2 cores: `make learn` runs it, `make test` does not
 def test_dcgan_draws_every_digit_clearly(run_dir):
     cfg = compose_config("task=gan")  # the shipped defaults, on the CPU
     run(cfg, run_dir)
