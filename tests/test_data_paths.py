@@ -94,3 +94,14 @@ def test_splits_stay_in_host_memory_with_data_on_device_false():
     assert data.fits_on(torch.device("cpu"))  # host memory holds the splits already
     with pytest.raises(ValueError, match="data_on_device must be True, False or 'auto', not 'false'"):
         make_trainer(device="cpu", data_on_device="false")
+
+
+@pytest.mark.parametrize("overrides", [[], ["dataset.num_workers=1"]], ids=["indexed", "loader"])
+def test_a_lone_last_training_sample_is_left_out_so_batch_norm_trains(overrides, run_dir):
+    cfg = compose_config("model.batch_norm=true", "dataset.batch_size=157", "trainer.max_epochs=1", *overrides)
+    data = build.data(cfg)
+    assert data.size("train") % 157 == 1  # digits' 1,257 training samples: 8 batches and one sample
+    sizes = [len(targets) for _, targets in data.batches("train", epoch=0)]
+    assert sizes == [157] * 8 == [157] * data.num_batches("train")
+    run(cfg, run_dir)  # batch norm would fail on a batch of one
+    assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 0.5

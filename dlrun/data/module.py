@@ -134,9 +134,11 @@ class DataModule(Splits):
     def _share(self, split: str) -> int:
         """This process's samples of the split (see shard), counted without drawing the order."""
         count = self.size(split)
-        if split == "train":
-            return count // self.world_size
-        return len(range(self.rank, count, self.world_size))
+        if split != "train":
+            return len(range(self.rank, count, self.world_size))
+        share = count // self.world_size
+        lone = share > 1 and self.batch_size > 1 and share % self.batch_size == 1  # batch norm cannot train on one
+        return share - 1 if lone else share  # that last sample is left out of the epoch (the next shuffle takes it in)
 
     def batches(
         self, split: str, epoch: int = 0, *, whole: bool = False, start: int = 0
@@ -182,7 +184,7 @@ class DataModule(Splits):
         if split != "train":
             return torch.arange(self.rank, count, self.world_size)
         order = torch.randperm(count, generator=torch.Generator().manual_seed(self.shuffle_seed + epoch))
-        return order[: count - count % self.world_size][self.rank :: self.world_size]
+        return order[: count - count % self.world_size][self.rank :: self.world_size][: self._share(split)]
 
     def _loader(self, split: str) -> DataLoader:
         """The split's DataLoader, made once: its workers can then persist from epoch to epoch."""
