@@ -15,6 +15,7 @@ import difflib
 import json
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -92,6 +93,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="X",
         help="largest absolute difference allowed between the export's and PyTorch's outputs (default: %(default)g)",
     )
+    result.add_argument(
+        "--config-dir",
+        dest="config_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a config dir of your own (as dlrun --config-dir): its model and dataset options may be rebuilt too",
+    )
     return result
 
 
@@ -108,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                 inputs=args.inputs,
                 batch_size=args.batch_size,
                 atol=args.atol,
+                config_dirs=args.config_dirs,
             )
     except ExportMismatch as error:
         from rich.console import Console
@@ -154,13 +164,14 @@ def export(
     inputs: list[str | Path] | None = None,
     batch_size: int = DEFAULT_BATCH,
     atol: float = DEFAULT_ATOL,
+    config_dirs: Sequence[str | Path] = (),
     quiet: bool = False,
 ) -> Path:
     """Write the export and its <file>.json; returns the file's path. Raises ExportMismatch past atol."""
     from rich.console import Console
     from rich.markup import escape
 
-    trained = raw_inputs.load_trained(checkpoint)
+    trained = raw_inputs.load_trained(checkpoint, config_dirs=config_dirs)
     batch, source = _check_batch(trained, inputs, batch_size)
     path = _output_path(trained.path, format_name, output)
     path.parent.mkdir(parents=True, exist_ok=True)

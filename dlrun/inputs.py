@@ -102,9 +102,10 @@ class Trained:
             return torch.cat([self.model(inputs[start : start + batch_size]) for start in starts])
 
 
-def load_trained(path: str | Path, *, key: str = "CKPT") -> Trained:
-    """Rebuild the model of a dlrun checkpoint from the config stored in it and load its weights."""
-    from dlrun import build
+def load_trained(path: str | Path, *, key: str = "CKPT", config_dirs: Sequence[str | Path] = ()) -> Trained:
+    """Rebuild the model of a dlrun checkpoint from the config stored in it and load its weights; only the targets
+    of dlrun's own options, or of those in config_dirs, are built (dlrun/trusted_targets.py)."""
+    from dlrun import build, trusted_targets
     from dlrun import checkpoint as checkpoint_file
 
     path = Path(path).expanduser()
@@ -115,6 +116,7 @@ def load_trained(path: str | Path, *, key: str = "CKPT") -> Trained:
             f"{key} = {path}: holds no run config, so its model cannot be rebuilt; type the path of a "
             "checkpoints/last.pt or checkpoints/best.pt written by dlrun"
         )
+    trusted_targets.check(config, key=key, path=path, config_dirs=config_dirs)
     preprocessing = state.get("preprocessing")
     if not isinstance(preprocessing, dict) or not DataSpec.stored_in(preprocessing):
         raise ConfigError(

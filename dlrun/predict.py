@@ -8,6 +8,7 @@ regression: the predicted value in the target's original units.
 
 import argparse
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 from dlrun import inputs as raw_inputs
@@ -56,6 +57,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="inputs per forward pass (default: %(default)s)",
     )
+    result.add_argument(
+        "--config-dir",
+        dest="config_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a config dir of your own (as dlrun --config-dir): its model and dataset options may be rebuilt too",
+    )
     return result
 
 
@@ -70,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             invert=args.invert,
             show=args.show,
             batch_size=args.batch_size,
+            config_dirs=args.config_dirs,
         )
 
 
@@ -97,10 +107,11 @@ def predict(
     invert: bool = False,
     show: int = DEFAULT_SHOW,
     batch_size: int = DEFAULT_BATCH,
+    config_dirs: Sequence[str | Path] = (),
     quiet: bool = False,
 ) -> list[dict[str, str]]:
     """Write predictions.csv (or output) and print its first rows; returns the rows as written."""
-    trained = raw_inputs.load_trained(checkpoint)
+    trained = raw_inputs.load_trained(checkpoint, config_dirs=config_dirs)
     if trained.problem not in SUPERVISED:
         raise ConfigError(
             f"CKPT = {trained.path}: a {trained.problem or 'non-supervised'} run; dlrun-predict reads checkpoints of "

@@ -8,6 +8,7 @@ read for dlrun-predict (white = the dataset's brightest value: 16 for digits, 1 
 
 import argparse
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from dlrun import inputs as raw_inputs
@@ -44,6 +45,14 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument(
         "--nrow", type=int, default=DEFAULT_NROW, metavar="K", help="images per row of the grid (default: %(default)s)"
     )
+    result.add_argument(
+        "--config-dir",
+        dest="config_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a config dir of your own (as dlrun --config-dir): its model and dataset options may be rebuilt too",
+    )
     return result
 
 
@@ -51,7 +60,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     with exit_on_bad_input():
         check_arguments(args)
-        sample(args.checkpoint, num=args.num, out=args.out, seed=args.seed, nrow=args.nrow)
+        sample(
+            args.checkpoint,
+            num=args.num,
+            out=args.out,
+            seed=args.seed,
+            nrow=args.nrow,
+            config_dirs=args.config_dirs,
+        )
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -75,13 +91,14 @@ def sample(
     out: str | Path = DEFAULT_OUT,
     seed: int = 0,
     nrow: int = DEFAULT_NROW,
+    config_dirs: Sequence[str | Path] = (),
     quiet: bool = False,
 ) -> Path:
     """Write the grid of num samples to out; returns its path."""
     import torch
     from torchvision.utils import save_image
 
-    trained = raw_inputs.load_trained(checkpoint)
+    trained = raw_inputs.load_trained(checkpoint, config_dirs=config_dirs)
     if not callable(getattr(trained.model, "sample", None)):
         raise ConfigError(
             f"CKPT = {trained.path}: its model ({trained.config.model._target_}) does not generate; dlrun-sample "
