@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra.utils
 from omegaconf import DictConfig, OmegaConf
 
+from dlrun import extras
 from dlrun.data.module import DataModule, Splits
 from dlrun.data.spec import DataSpec
 from dlrun.errors import ConfigError
@@ -33,8 +34,12 @@ def instantiate(node: DictConfig | dict, key: str, **supplied):
 
 
 def _not_built(key: str, node, reason: Exception) -> ConfigError:
+    target = node.get("_target_")
+    missing_extra = extras.missing_for_import(f"{key}._target_ = {target}", reason)
+    if missing_extra:
+        return ConfigError(missing_extra)
     return ConfigError(
-        f"{key}: could not build {node.get('_target_')}: {reason}; check the {key}.* keys (dlrun --cfg job shows them)"
+        f"{key}: could not build {target}: {reason}; check the {key}.* keys (dlrun --cfg job shows them)"
     )
 
 

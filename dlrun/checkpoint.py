@@ -2,7 +2,6 @@
 
 import copy
 import io
-import os
 import pickle
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from dlrun import atomic
 from dlrun.errors import ConfigError
 
 
@@ -62,19 +62,12 @@ class BackgroundWriter:
 
 
 def write_files(files: dict[Path, bytes]) -> None:
-    """Each file to a temporary one beside it, flushed to disk, then renamed: a file is never half-written. A write
-    that fails (a full disk) removes its temporary file and is a ConfigError naming the file, which stays as it was."""
+    """Each file atomically (dlrun.atomic): a file is never half-written. A write that fails (a full disk) is a
+    ConfigError naming the file, which stays as it was."""
     for path, contents in files.items():
-        temporary = path.with_name(f".{path.name}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as file:
-                file.write(contents)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
+            atomic.write(path, contents)
         except OSError as error:
-            temporary.unlink(missing_ok=True)
             raise ConfigError(
                 f"{path}: cannot be written ({error.strerror}), so the run stopped; {path.name} stays as it was "
                 "before; free space on that disk and resume with resume=auto, or give a hydra.run.dir elsewhere"

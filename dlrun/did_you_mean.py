@@ -1,4 +1,5 @@
-"""Did-you-mean for the overrides Hydra refuses: an unknown key, group or option, and the closest existing ones.
+"""Did-you-mean for the overrides Hydra refuses: an unknown key, group or option, and the closest existing ones; an
+option whose Hydra plugin comes with an extra that is not installed (hydra/launcher=slurm), and the extra.
 
 Asked only once Hydra has failed: the config is composed again with the overrides that pick existing options, and
 each refused override is matched (difflib) against the keys and options there are.
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dlrun import extras
+
 MATCHES = 3  # at most this many suggestions per override
 ANYWHERE_CUTOFF = 0.8  # how alike (difflib's ratio) a key elsewhere in the config must be to be suggested
 
@@ -18,7 +21,9 @@ def suggestions(parsed: list, config_dirs: list[Path]) -> list[str]:
     existing ones and what to type."""
     groups = _groups(config_dirs)
     cfg = _compose(parsed, groups, config_dirs)
-    lines = []
+    lines = extras.missing_for_options(
+        [(override.key_or_group, choice) for override in parsed for choice in _choices(override)]
+    )
     for override in parsed:
         key = override.key_or_group
         if override.is_add() or override.is_force_add() or override.package or key.split(".")[0].startswith("hydra"):

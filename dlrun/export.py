@@ -20,6 +20,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dlrun import extras
 from dlrun import inputs as raw_inputs
 from dlrun.errors import ConfigError, exit_on_bad_input
 
@@ -136,6 +137,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         close = difflib.get_close_matches(args.format_name, FORMATS, n=1)
         hint = f"--format {close[0]}" if close else "--format " + " | ".join(FORMATS)
         problems.append(f"--format = {args.format_name}: unknown format; type {hint} (one of {', '.join(FORMATS)})")
+    if args.format_name == "onnx" and (missing_extra := extras.missing("--format = onnx", "onnx")):
+        problems.append(f"{missing_extra}, or --format torchscript")
     if args.opset not in OPSETS:
         problems.append(
             f"--opset = {args.opset}: the ONNX exporter writes opsets {OPSETS[0]} to {OPSETS[-1]}; "

@@ -115,7 +115,7 @@ def test_a_run_whose_disk_fills_exits_2_naming_the_file_keeps_the_last_checkpoin
     assert f"{run_dir / 'checkpoints' / 'last.pt'}: cannot be written (No space left on device)" in message(result)
     assert "Traceback" not in message(result)
     assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
-    assert not list(run_dir.rglob("*.tmp"))  # no .last.pt.tmp left
+    assert not list(run_dir.rglob("*.tmp"))  # no .last.pt.<pid>.tmp left
     (small_disk / "filler").unlink()  # room again: the message's resume=auto continues from the kept last.pt
     resumed = run_cli(*SMALL, "trainer.max_epochs=3", "resume=auto", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr

@@ -11,7 +11,7 @@ import time
 import pytest
 from test_sweep_helpers import HELPERS_ENV, TINY, job_record, one_line, only_sweep_dir, summary_rows
 
-from dlrun.sweep import hparams, resources, summary
+from dlrun.sweep import cli, hparams, resources, summary
 from dlrun.sweep.record import JobRecord
 
 from conftest import run_cli
@@ -19,13 +19,13 @@ from conftest import run_cli
 
 @pytest.fixture
 def dlrun_summary(capsys, monkeypatch):
-    """`dlrun-summary ARGS` (dlrun.sweep.summary:main, the console script's function), run here: its exit code and
+    """`dlrun-summary ARGS` (dlrun.sweep.cli:main, the console script's function), run here: its exit code and
     output."""
     monkeypatch.setenv("COLUMNS", "200")
 
     def run(*args) -> subprocess.CompletedProcess:
         try:
-            summary.main([str(arg) for arg in args])
+            cli.main([str(arg) for arg in args])
             code = 0
         except SystemExit as exit_:
             code = exit_.code
@@ -110,7 +110,7 @@ def data_rows(out: str) -> list[str]:
 
 def test_dlrun_summary_runs_as_a_module(four_jobs):
     _, sweep_dir = four_jobs
-    command = [sys.executable, "-m", "dlrun.sweep.summary", str(sweep_dir)]
+    command = [sys.executable, "-m", "dlrun.sweep.cli", str(sweep_dir)]
     shown = subprocess.run(command, capture_output=True, text=True, timeout=60, env=os.environ | {"COLUMNS": "200"})
     assert shown.returncode == 0 and "4 jobs: 4 completed" in one_line(shown.stdout)
 

@@ -6,6 +6,8 @@ import socket
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from dlrun import atomic
+
 RECORD_FILE = "job.json"
 METRICS_FILE = "metrics.json"  # written by dlrun.run at the end of a job that finished
 STOP_FILE = ".stop"  # in the sweep dir: a job failed and the sweep stops at the first failure
@@ -80,7 +82,5 @@ def read_metrics(job_dir: str | Path) -> dict[str, float] | None:
 
 
 def write_json(path: Path, data) -> None:
-    """Atomically: a reader (dlrun-summary on a running sweep) never sees half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+    """Atomically (dlrun.atomic): a reader (dlrun-summary on a running sweep) never sees half a file."""
+    atomic.write(path, json.dumps(data, indent=2, default=str) + "\n")

@@ -1,23 +1,20 @@
 """The summary of a sweep dir: every job's overrides, status, metric, test metrics and time, the best marked.
 
-`dlrun-summary [DIR]` shows it for any sweep dir, finished, running or interrupted (DIR defaults to the newest under
-outputs/multirun), and rewrites DIR/summary.csv and DIR/summary.json. Reads job.json and metrics.json of each job
-(written by dlrun.sweep.job and dlrun.run); imports no torch.
+Read from job.json and metrics.json of each job (written by dlrun.sweep.job and dlrun.run), written to the sweep
+dir's summary.csv and summary.json; dlrun.sweep.table shows it, dlrun.sweep.cli is `dlrun-summary`. Imports no torch.
 """
 
-import argparse
 import csv
 import io
 import math
 import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun.errors import EXIT_BAD_INPUT
+from dlrun import atomic
 from dlrun.sweep.record import (
     COMPLETED,
     FAILED,
@@ -313,10 +310,7 @@ def _write_files(summary: Summary) -> None:
             + [job.best, row["duration_s"], job.attempts, *(job.metrics.get(name) for name in metric_names)]
             + [" ".join(job.overrides), job.note, job.error, _relative(job.dir, summary.sweep_dir)]
         )
-    path = summary.sweep_dir / SUMMARY_CSV
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(buffer.getvalue())
-    temporary.replace(path)
+    atomic.write(summary.sweep_dir / SUMMARY_CSV, buffer.getvalue())
 
 
 def _relative(path: Path, sweep_dir: Path) -> str:
@@ -324,44 +318,3 @@ def _relative(path: Path, sweep_dir: Path) -> str:
         return str(path.relative_to(sweep_dir))
     except ValueError:
         return str(path)
-
-
-# -- dlrun-summary ----------------------------------------------------------------------------------
-
-
-def newest_sweep(outputs: Path = Path("outputs/multirun")) -> Path | None:
-    sweeps = [path for path in outputs.glob("*") if path.is_dir()]
-    return max(sweeps, key=lambda path: path.stat().st_mtime) if sweeps else None
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="dlrun-summary",
-        description="The results table of a sweep dir (finished, running or interrupted); "
-        "also rewrites its summary.csv and summary.json.",
-    )
-    parser.add_argument("sweep_dir", nargs="?", type=Path, help="a sweep dir (default: the newest in outputs/multirun)")
-    parser.add_argument("--sort", action="store_true", help="best first, instead of by job number")
-    args = parser.parse_args(argv)
-    sweep_dir = args.sweep_dir or newest_sweep()
-    if sweep_dir is None or not sweep_dir.is_dir():
-        _bad_input(f"{sweep_dir or 'outputs/multirun'}: no such sweep dir; type the dir `dlrun -m` wrote")
-    summary = collect(sweep_dir)
-    if not summary.jobs:
-        _bad_input(f"{sweep_dir}: no jobs in it (a sweep dir holds one subdir per job)")
-    from dlrun.sweep.table import show
-
-    show(summary, sort=args.sort)
-    try:
-        write(summary)
-    except OSError as error:
-        print(f"dlrun-summary: summary files not rewritten: {error}", file=sys.stderr)
-
-
-def _bad_input(message: str) -> None:
-    print(f"dlrun-summary: {message}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
-
-
-if __name__ == "__main__":
-    main()

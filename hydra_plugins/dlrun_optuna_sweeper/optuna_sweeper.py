@@ -22,6 +22,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from dlrun import extras
+
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
@@ -63,6 +65,9 @@ class DlrunOptunaSweeper(Sweeper):
     # -- the search ---------------------------------------------------------------------------------
 
     def sweep(self, arguments: list[str]) -> dict | None:
+        missing_extra = extras.missing("hydra/sweeper = dlrun_optuna (an Optuna search)", "optuna")
+        if missing_extra:
+            raise SearchConfigError(missing_extra)
         import optuna
         from optuna.trial import TrialState
 
