@@ -321,7 +321,7 @@ def bench_training(
 
 # Installed as sitecustomize.py (through PYTHONPATH) in some dlrun subprocesses; dlrun's files are not touched
 # and the command is the real console script. It wraps the loading of dlrun's modules:
-# - DLRUN_BENCH_FIRST_STEP=<file>: Trainer._optimizer_step writes time.monotonic() (one clock for all processes)
+# - DLRUN_BENCH_FIRST_STEP=<file>: Optimization.step writes time.monotonic() (one clock for all processes)
 #   to <file> after the first optimizer step, then ends the process;
 # - DLRUN_BENCH_EXIT_AFTER_RUN=1: dlrun.run.run ends the process with os._exit(0) as soon as it returns, so what
 #   a whole run takes beyond that is the interpreter's teardown;
@@ -335,16 +335,16 @@ _EXIT_AFTER_RUN = os.environ.get("DLRUN_BENCH_EXIT_AFTER_RUN")
 _IMPORTS = os.environ.get("DLRUN_BENCH_IMPORTS")
 
 
-def _patch_trainer(module):
-    step = module.Trainer._optimizer_step
+def _patch_optimization(module):
+    step = module.Optimization.step
 
-    def first_step(self):
-        step(self)
+    def first_step(self, optimizers):
+        step(self, optimizers)
         with open(_FIRST_STEP, "w") as file:
             file.write(f"{time.monotonic()!r} {time.process_time()!r}")
         os._exit(0)
 
-    module.Trainer._optimizer_step = first_step
+    module.Optimization.step = first_step
 
 
 def _patch_run(module):
@@ -361,7 +361,7 @@ def _patch_run(module):
 
 _PATCHES = {}
 if _FIRST_STEP:
-    _PATCHES["dlrun.trainer"] = _patch_trainer
+    _PATCHES["dlrun.trainer.optimization"] = _patch_optimization
 if _EXIT_AFTER_RUN:
     _PATCHES["dlrun.run"] = _patch_run
 _RECORDS, _STACK = [], []

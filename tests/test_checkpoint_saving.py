@@ -29,11 +29,11 @@ class DiskProbe(Callback):
         self.checkpoint = checkpoint
         self.epochs_on_disk, self.val_losses, self.weights = [], [], []
 
-    def on_epoch_end(self, trainer) -> None:
+    def on_epoch_end(self, trainer, metrics) -> None:
         self.checkpoint.writer.wait()
         path = self.checkpoint.last_path
         self.epochs_on_disk.append(load(path)["epoch"] if path.exists() else None)
-        self.val_losses.append(trainer.state.metrics["val/loss"])
+        self.val_losses.append(metrics["val/loss"])
         self.weights.append({name: tensor.clone() for name, tensor in trainer.network.state_dict().items()})
 
 

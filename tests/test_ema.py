@@ -32,7 +32,7 @@ class Recorder(Callback):
     def on_train_step_end(self, trainer) -> None:
         self.steps.append((trainer.state.step, weights_of(trainer.network)))
 
-    def on_epoch_metrics(self, trainer, metrics) -> None:
+    def on_epoch_end(self, trainer, metrics) -> None:
         task, data = trainer.task, trainer.data
         self.val_losses.append(metrics["val/loss"])
         self.raw_metrics.append(trainer.evaluate(task, data, "val"))

@@ -161,12 +161,12 @@ def test_the_pruning_callback_reports_each_validation_and_stops_a_pruned_trial(v
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
     trial = study.ask()
     callback, trainer = OptunaPruning(monitor="val/acc", trial=trial), FakeTrainer()
-    callback.on_epoch_metrics(trainer, {"train/loss": 1.0})  # not a validation epoch: nothing reported
+    callback.on_epoch_end(trainer, {"train/loss": 1.0})  # not a validation epoch: nothing reported
     for value in values:
         if trainer.state.should_stop:
             break
-        callback.on_epoch_metrics(trainer, {"val/acc": value})
         trainer.state.epoch += 1
+        callback.on_epoch_end(trainer, {"val/acc": value})
     assert callback.handle.pruned_at_epoch == pruned_at and trainer.state.should_stop == (pruned_at is not None)
     assert list(study.trials[0].intermediate_values.values()) == values[: pruned_at or len(values)]
 

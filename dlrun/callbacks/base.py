@@ -19,11 +19,10 @@ class Callback:
     def on_log(self, trainer, metrics: dict[str, float]) -> None:
         """Every trainer.log_every_n_steps optimizer steps: {"train/loss": ...}."""
 
-    def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
-        """After each epoch's training and validation: train/*, val/* (on validation epochs) and train/lr."""
-
-    def on_epoch_end(self, trainer) -> None:
-        """After each epoch, once trainer.state counts it; every callback has updated its state."""
+    def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
+        """After each epoch's training and validation, once trainer.state.epoch counts it: its metrics, train/*,
+        val/* (on validation epochs) and train/lr. Callbacks run in the order given: one that saves the state
+        (checkpoint) comes after those whose state it saves."""
 
     def on_interrupt(self, trainer) -> None:
         """SIGINT or SIGTERM stopped training mid-epoch, after a whole optimizer step."""

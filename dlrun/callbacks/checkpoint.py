@@ -71,8 +71,8 @@ class Checkpoint(Callback):
     def best_path(self) -> Path:
         return self.directory / "best.pt"
 
-    def on_epoch_end(self, trainer) -> None:
-        value = trainer.state.metrics.get(self.monitor)
+    def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.monitor)
         improved = value is not None and is_improvement(value, self.best, self.mode)
         if improved:
             self.best = value

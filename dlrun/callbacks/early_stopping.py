@@ -22,7 +22,7 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.wait = 0  # validations since the last improvement
 
-    def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:  # not a validation epoch
             return
         value = metrics[self.monitor]

@@ -23,7 +23,7 @@ class ImageGrids(Callback):
             raise ConfigError(f"callbacks.image_grids.every_n_epochs = {every_n_epochs}: must be at least 1")
         self.num_images, self.images_per_row, self.every_n_epochs = num_images, images_per_row, every_n_epochs
 
-    def on_epoch_end(self, trainer) -> None:
+    def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
         epoch = trainer.state.epoch  # completed epochs
         writer = tensorboard_writer(trainer)
         if writer is None or (epoch % self.every_n_epochs and epoch != trainer.max_epochs):

@@ -18,11 +18,11 @@ class OptunaPruning(Callback):
     def pruned(self) -> bool:
         return self.handle is not None and self.handle.pruned
 
-    def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
         if self.handle is None or self.monitor not in metrics:  # no search, or not a validation epoch
             return
-        epoch = trainer.state.epoch  # 0-based: the epoch these metrics end
-        self.handle.trial.report(metrics[self.monitor], step=epoch)
+        epoch = trainer.state.epoch  # completed epochs
+        self.handle.trial.report(metrics[self.monitor], step=epoch - 1)  # the trial's steps count from 0
         if self.handle.trial.should_prune():
-            self.handle.pruned_at_epoch = epoch + 1
+            self.handle.pruned_at_epoch = epoch
             trainer.state.should_stop = True

@@ -67,11 +67,11 @@ class Progress(Callback):
     def on_log(self, trainer, metrics: dict[str, float]) -> None:
         self.loss = f"loss {metrics['train/loss']:.4f}"
 
-    def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
         if self.epoch_bar is not None:
             self.bar.remove_task(self.epoch_bar)
             self.epoch_bar = None
-        line = Text(f"epoch {trainer.state.epoch + 1}/{trainer.max_epochs}")
+        line = Text(f"epoch {trainer.state.epoch}/{trainer.max_epochs}")
         for name, value in metrics.items():
             line.append(f"  {name} ").append(f"{value:.4g}", style="bold")
         self.console.print(line, highlight=False, soft_wrap=True)  # Text: no markup to parse, no highlighter to run

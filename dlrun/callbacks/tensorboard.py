@@ -19,8 +19,8 @@ class TensorBoard(Callback):
     def on_log(self, trainer, metrics: dict[str, float]) -> None:
         self._scalars(metrics, trainer.state.step)
 
-    def on_epoch_metrics(self, trainer, metrics: dict[str, float]) -> None:
-        self._scalars(metrics | {"epoch": trainer.state.epoch + 1}, trainer.state.step)
+    def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
+        self._scalars(metrics | {"epoch": trainer.state.epoch}, trainer.state.step)
 
     def on_fit_end(self, trainer) -> None:
         self.writer.flush()

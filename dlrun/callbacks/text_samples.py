@@ -44,7 +44,7 @@ class TextSamples(Callback):
     def on_fit_start(self, trainer) -> None:
         self.prompt_tokens = self._prompt_tokens(trainer.data.spec.class_names, first_input(trainer.data.val))
 
-    def on_epoch_end(self, trainer) -> None:
+    def on_epoch_end(self, trainer, metrics: dict[str, float]) -> None:
         epoch = trainer.state.epoch  # completed epochs
         if epoch % self.every_n_epochs and epoch != trainer.max_epochs:
             return

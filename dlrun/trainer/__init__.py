@@ -1,9 +1,10 @@
-"""The central trainer: epochs, optimizer steps, device, precision, clipping, accumulation, validation.
+"""The central trainer: the loop over epochs and batches, validation, stopping, and the state a checkpoint holds.
 
-It knows nothing about what a batch means (the task does) nor about logging and files (callbacks do).
+Its concerns are the modules beside it: placement (device, memory format, autocast), optimization (gradient scaling,
+clipping, accumulation, a task's own steps, the schedulers) and metric_sums (the epoch's training metrics, summed
+on the device). It knows nothing about what a batch means (the task does) nor about logging and files (callbacks do).
 """
 
-import contextlib
 import itertools
 import math
 import os
@@ -24,10 +25,12 @@ from dlrun.errors import ConfigError
 from dlrun.schedulers import ScheduledLR
 from dlrun.signals import StopRequests
 from dlrun.tasks.base import Task
+from dlrun.trainer.metric_sums import EpochSums
+from dlrun.trainer.optimization import Optimization, learning_rates, step_schedulers
+from dlrun.trainer.placement import Placement, resolve_device
 
-AUTOCAST_DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
-TRAINING_OUTPUTS = ("output", "target")  # what a training step returns for task.training_metrics, not as metrics
-KEPT_STEPS = 32  # at most this many steps' metrics and outputs wait on the device to be summed (bounds their memory)
+__all__ = ["NonFiniteLoss", "State", "Trainer", "TrainingInterrupted", "resolve_device"]
+
 STOP_AGREEMENT_STEPS = 10  # under torchrun the ranks agree on a stop signal every this many optimizer steps
 FAST_DEV_RUN_BATCHES = 2
 
@@ -53,17 +56,6 @@ class TrainingInterrupted(Exception):
 
 class NonFiniteLoss(ConfigError):
     """The training loss became NaN or infinite: the configuration diverges."""
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """The torch device for trainer.device; under torchrun each process takes the GPU of its local rank."""
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", local_rank)
-    if device != "auto":
-        return torch.device(device)
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class Trainer:
@@ -92,18 +84,20 @@ class Trainer:
         self.limit_batches = FAST_DEV_RUN_BATCHES if fast_dev_run else limit_batches
         self.world = World.from_env()
         self.device = resolve_device(device, self.world.local_rank)
-        self.autocast_dtype = AUTOCAST_DTYPES[str(precision)]
+        self.placement = Placement(
+            self.device, precision=precision, channels_last=channels_last, data_on_device=data_on_device
+        )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=str(precision) == "16")
-        self.gradient_clip_val = gradient_clip_val
-        self.accumulate_grad_batches = accumulate_grad_batches
+        self.optimization = Optimization(
+            self.scaler,
+            self.device.type,
+            gradient_clip_val=gradient_clip_val,
+            accumulate_grad_batches=accumulate_grad_batches,
+        )
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.log_every_n_steps = log_every_n_steps
         self.skip_nonfinite = nonfinite_loss == "skip"
         self.compile = compile
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if not (isinstance(data_on_device, bool) or data_on_device == "auto"):
-            raise ValueError(f"data_on_device must be True, False or 'auto', not {data_on_device!r}")
-        self.data_on_device = data_on_device
         # Under torchrun only rank 0 prints, logs and saves; early stopping decides on every rank alike.
         self.callbacks = [c for c in callbacks if self.world.is_main or c.on_every_rank]
         self.state = State()
@@ -132,10 +126,10 @@ class Trainer:
     ) -> State:
         """Train until max_epochs or a callback stops it; `checkpoint` (a state_dict of this class) resumes."""
         self.task, self.data, self.optimizers, self.schedulers = task, data, optimizers, list(schedulers)
-        self.network = task.model.to(self.device, memory_format=self.memory_format)
-        self._put_data(self._shard(data))
+        self.network = self.placement.put_model(task.model)
+        self.placement.put_data(self._shard(data))
         if task.manual_optimization:
-            self._check_manual_settings()
+            self.optimization.check_manual_settings(skip_nonfinite=self.skip_nonfinite)
         task.setup(data, self.device)
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
@@ -166,7 +160,7 @@ class Trainer:
         if weights is not None:
             task.model.load_state_dict(weights)
         task.model.to(self.device)
-        self._put_data(data)
+        self.placement.put_data(data)
         metrics = self.evaluate(task, data, "val") | self.evaluate(task, data, "test")
         self._emit("on_test_end", metrics)
         return metrics
@@ -176,9 +170,9 @@ class Trainer:
         """The task's metrics over a whole split, named split/name."""
         task.model.eval()
         loss_sums, outputs, targets = [], [], []  # per batch: loss times batch size, outputs, targets
-        place = self._placer(data)
+        place = self.placement.placer(data)
         for batch in self._limited(data.batches(split), data.num_batches(split)):
-            with self._autocast():
+            with self.placement.autocast():
                 step = task.evaluation_step(place(batch))
             if "loss" in step:  # tasks without a loss of their own (greedy episodes) leave it out
                 loss_sums.append(step["loss"].float() * len(step["target"]))
@@ -205,7 +199,8 @@ class Trainer:
             task.model = trained
 
     def optimizer_steps_per_epoch(self, data: DataModule) -> int:
-        return math.ceil(self._num_batches(self._shard(data).num_batches("train")) / self.accumulate_grad_batches)
+        batches = self._num_batches(self._shard(data).num_batches("train"))
+        return math.ceil(batches / self.optimization.accumulate_grad_batches)
 
     def _run_epoch(self, task: Task, data: DataModule) -> None:
         epoch = self.state.epoch
@@ -214,27 +209,24 @@ class Trainer:
             return
         if (epoch + 1) % self.check_val_every_n_epoch == 0 or epoch + 1 == self.max_epochs:
             metrics |= self._validate(task, data)
-        metrics |= self._learning_rates()
-        self._step_schedulers("epoch", metrics)
+        metrics |= learning_rates(self.optimizers)
+        step_schedulers(self.schedulers, "epoch", metrics)
         self.state.metrics = metrics
-        self._emit("on_epoch_metrics", metrics)
         self.state.epoch += 1
-        self._emit("on_epoch_end")
+        self._emit("on_epoch_end", metrics)
 
     def _train_epoch(self, task: Task, data: DataModule, epoch: int) -> dict[str, float]:
         task.model.train()
         manual = task.manual_optimization
         num_batches = self._num_batches(data.num_batches("train"))  # this rank's share
         self._emit("on_train_epoch_start", num_batches)
-        totals: dict[str, Tensor] = {}  # the epoch's metric sums, on the device: no host sync per step
-        counts: dict[str, int] = {}  # what each sum is divided by: batches, or what training_metrics counted
-        pending: list[dict] = []  # the steps not yet in totals: they are added once per log interval
+        epoch_sums = EpochSums(task, self.device)
         checked_step = self.state.step  # the summed loss was finite up to this step
         resumed = self.state.batch  # a resumed epoch skips the batches done, without reading them
         batches = itertools.islice(data.batches("train", epoch, start=resumed), num_batches - resumed)
-        place = self._placer(data)
-        for index, batch in enumerate(batches, start=self.state.batch):
-            with self._autocast():
+        place = self.placement.placer(data)
+        for index, batch in enumerate(batches, start=resumed):
+            with self.placement.autocast():
                 if manual:  # the task calls optimize(loss, name) for each update it makes
                     step = task.training_step(place(batch), self._manual_step)
                 else:
@@ -244,59 +236,32 @@ class Trainer:
                 self.state.skipped_batches += 1
                 continue
             if not manual:
-                self.scaler.scale(
-                    loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
-                ).backward()
-            pending.append(step)
-            if len(pending) == KEPT_STEPS:
-                self._add_metrics(task, pending, totals, counts)
+                self.optimization.backward(loss)
+            epoch_sums.add(step)
             self._emit("on_train_batch_end")
-            if manual:
-                self._count_step()
-            elif (index + 1) % self.accumulate_grad_batches and index + 1 != num_batches:
-                continue
-            else:
-                self._optimizer_step()
+            if not manual:  # a task that steps itself did so in training_step
+                if not self.optimization.completes_step(index + 1, num_batches):
+                    continue  # the gradients accumulate over more batches
+                self.optimization.step(self.optimizers.values())
+            self.state.step += 1
+            step_schedulers(self.schedulers, "step")
             self.state.batch = index + 1
             if self.state.step % self.log_every_n_steps == 0:
-                self._add_metrics(task, pending, totals, counts)
-                checked_step = self._check_finite(self._read_sums(totals), checked_step)
+                checked_step = self._check_finite(epoch_sums.read(), checked_step)
                 if loss is not None:
                     self._emit("on_log", {"train/loss": loss.item()})
             self._emit("on_train_step_end")
             if self._stop_requested():
                 self.state.interrupted_by = self._stop_requests.signum or signal.SIGTERM
                 return {}
-        self._add_metrics(task, pending, totals, counts)
-        sums = self._read_sums(totals)  # empty when nonfinite_loss=skip skipped every batch
+        sums = epoch_sums.read()  # empty when nonfinite_loss=skip skipped every batch
         self._check_finite(sums, checked_step)
         self.state.batch = 0
-        means = {name: total / counts[name] for name, total in sums.items()}
+        means = epoch_sums.means(sums)
         if self.skip_nonfinite:
             means["skipped_batches"] = self.state.skipped_batches
         # The per-step curve is train/loss; the epoch's mean loss gets a name of its own.
         return {f"train/{'loss_epoch' if name == 'loss' else name}": value for name, value in means.items()}
-
-    @torch.no_grad()
-    def _add_metrics(self, task: Task, steps: list[dict], totals: dict[str, Tensor], counts: dict[str, int]) -> None:
-        """Add the metrics of the steps since the last call to the epoch's sums, and forget the steps: a few
-        operations per log interval (or KEPT_STEPS steps) instead of some per step. A step's "output" and "target"
-        go to task.training_metrics together; its other values are per-batch metrics."""
-        if not steps:
-            return
-        sums: dict[str, tuple[Tensor, int]] = {}
-        for name in dict.fromkeys(name for step in steps for name in step if name not in TRAINING_OUTPUTS):
-            values = [step[name] for step in steps if name in step]
-            values = torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values)
-            sums[name] = (values.to(self.device, torch.float32).sum(), len(values))  # bf16 would round the sum
-        kept = [(step["output"], step["target"]) for step in steps if "output" in step]
-        if kept:
-            outputs, targets = zip(*kept, strict=True)
-            sums |= task.training_metrics(torch.cat(outputs), torch.cat(targets))
-        for name, (total, count) in sums.items():
-            totals[name] = totals[name] + total if name in totals else total.float()
-            counts[name] = counts.get(name, 0) + count
-        steps.clear()
 
     def _nonfinite(self, loss: Tensor) -> bool:
         """nonfinite_loss=skip: whether to skip the batch. Under torchrun every rank skips it when the loss of any is
@@ -309,14 +274,6 @@ class Trainer:
         if not self.world.distributed:
             return requested
         return self.state.step % STOP_AGREEMENT_STEPS == 0 and distributed.any_rank(requested, self.device)
-
-    def _read_sums(self, totals: dict[str, Tensor]) -> dict[str, float]:
-        """The metric sums on the host, in one read. Under torchrun their mean over the ranks: every rank then takes
-        the same decision on a NaN (one rank stopping alone would leave the others waiting in a collective)."""
-        if not totals:
-            return {}
-        sums = distributed.mean_across_ranks(torch.stack(list(totals.values())))
-        return dict(zip(totals, sums.tolist(), strict=True))
 
     def _check_finite(self, sums: dict[str, float], checked_step: int) -> int:
         """Once per log interval and epoch: a NaN or infinite value makes its epoch sum so from that step on."""
@@ -332,63 +289,9 @@ class Trainer:
             f"trainer.precision=32{skip}"
         )
 
-    def _check_manual_settings(self) -> None:
-        """A task that steps its optimizers itself cannot have its batches accumulated or skipped by the trainer."""
-        if self.accumulate_grad_batches > 1:
-            raise ConfigError(
-                f"trainer.accumulate_grad_batches = {self.accumulate_grad_batches}: this task steps its optimizers "
-                "itself; type trainer.accumulate_grad_batches=1"
-            )
-        if self.skip_nonfinite:
-            raise ConfigError(
-                "trainer.nonfinite_loss = skip: this task steps its optimizers itself, so a batch cannot be skipped "
-                "after the fact; type trainer.nonfinite_loss=stop"
-            )
-
-    def _optimizer_step(self) -> None:
-        for optimizer in self.optimizers.values():
-            self._clip_and_step(optimizer)
-        self.scaler.update()
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-        self._count_step()
-
     def _manual_step(self, loss: Tensor, name: str = "model") -> None:
-        """What a task with manual_optimization calls: backward of loss, then a step of the optimizer `name`
-        (clipped and scaled like any other step); the gradients are zeroed after it."""
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=False):  # backward outside autocast, as torch advises
-            self.scaler.scale(loss).backward()
-        self._clip_and_step(optimizer)
-        self.scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-
-    def _clip_and_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.gradient_clip_val:
-            self.scaler.unscale_(optimizer)
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.gradient_clip_val)
-        self.scaler.step(optimizer)
-
-    def _count_step(self) -> None:
-        self.state.step += 1
-        self._step_schedulers("step")
-
-    def _step_schedulers(self, interval: str, metrics: dict[str, float] | None = None) -> None:
-        for scheduled in self.schedulers:
-            if scheduled.interval != interval:
-                continue
-            if scheduled.monitor is None:
-                scheduled.scheduler.step()
-            elif scheduled.monitor in (metrics or {}):  # plateau: only after a validation
-                scheduled.scheduler.step(metrics[scheduled.monitor])
-
-    def _learning_rates(self) -> dict[str, float]:
-        rates = {name: optimizer.param_groups[0]["lr"] for name, optimizer in self.optimizers.items()}
-        if len(rates) == 1:
-            return {"train/lr": next(iter(rates.values()))}
-        return {f"train/lr_{name}": rate for name, rate in rates.items()}
+        """What a task with manual_optimization calls: backward of loss, then a step of the optimizer `name`."""
+        self.optimization.manual_step(self.optimizers[name], loss)
 
     # -- helpers ------------------------------------------------------------------------------------
 
@@ -401,30 +304,6 @@ class Trainer:
 
     def _limited(self, batches, available: int):
         return itertools.islice(batches, self._num_batches(available))
-
-    def _put_data(self, data: DataModule) -> None:
-        """The in-memory splits go to the device once, batches are then gathered there, where trainer.data_on_device
-        lets them (auto: where they fit, DataModule.fits_on); otherwise each batch is copied to it."""
-        if self.data_on_device is True or (self.data_on_device == "auto" and data.fits_on(self.device)):
-            data.to(self.device)
-
-    def _placer(self, data: DataModule):
-        """What puts a batch on the device: nothing when the splits live there already in the right layout."""
-        if data.resident_on == self.device and self.memory_format is torch.contiguous_format:
-            return _as_is
-        return self._to_device
-
-    def _to_device(self, batch):
-        return tuple(self._placed(t) for t in batch)
-
-    def _placed(self, tensor: Tensor) -> Tensor:
-        tensor = tensor.to(self.device, non_blocking=True)
-        return tensor.to(memory_format=self.memory_format) if tensor.dim() == 4 else tensor
-
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _emit(self, event: str, *args) -> None:
         for callback in self.callbacks:
@@ -473,7 +352,3 @@ class Trainer:
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         random.setstate(rng["python"])
-
-
-def _as_is(batch):
-    return batch
