@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 from dlrun.config import CONFIG_DIR, register_schemas
 from dlrun.errors import EXIT_BAD_INPUT, ConfigError, exit_on_bad_input, report
 
-DEFAULT_ENVIRONMENT = "env=cartpole"  # what task=dqn plays unless env= says otherwise
 _job_started = False  # whether Hydra got as far as calling the job: an exit before that is a config error
 
 
@@ -79,18 +78,6 @@ def check_group_overrides(parsed: list) -> None:
             )
 
 
-def default_environment(parsed: list) -> list[str]:
-    """`task=dqn` or `env.id=...` without `env=...` plays CartPole-v1: env=cartpole, whose keys env.* then change.
-    (The environment brings task=dqn and dataset=environment: a task cannot choose the dataset, listed after it.)"""
-    if any(override.key_or_group == "env" for override in parsed):
-        return []
-    wants_dqn = any(
-        (override.key_or_group == "task" and override.value() == "dqn") or override.key_or_group.startswith("env.")
-        for override in parsed
-    )
-    return [DEFAULT_ENVIRONMENT] if wants_dqn else []
-
-
 def quiet_rank_overrides(args: list[str]) -> list[str]:
     """Under torchrun, ranks other than 0 write nothing: the job's one run dir is rank 0's."""
     rank = int(os.environ.get("RANK", 0))
@@ -107,7 +94,7 @@ def main() -> None:
     parsed = parse_overrides(sys.argv[1:])
     with exit_on_bad_input():
         check_group_overrides(parsed)
-    sys.argv += default_environment(parsed) + quiet_rank_overrides(sys.argv[1:])
+    sys.argv += quiet_rank_overrides(sys.argv[1:])
     from dlrun.sweep import callback
 
     try:

@@ -22,11 +22,14 @@ PRECISIONS = ("32", "bf16", "16")
 AUTO = "auto"  # dataset.in_shape, dataset.num_classes: counted from the data when it is read (dlrun/data/spec.py)
 LOSS_KEYS = ("problem", "l1", "l2")  # read by dlrun from every loss option (conf/loss/*.yaml)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-DQN_TASK = "dlrun.tasks.dqn.DQNTask"  # plays a gymnasium environment: dataset=environment, brought by env=<option>
+DQN_TASK = "dlrun.tasks.dqn.DQNTask"  # plays a gymnasium environment: dataset=environment with an env= option
 ENVIRONMENT_DATA = "dlrun.data.environment.load"
-DQN_MODEL = "dlrun.models.mlp.mlp"  # task=dqn sets its widths (model.hidden)
-RECONSTRUCTION = "reconstruction"  # loss.problem under task=autoencoder|vae: the inputs are the targets
+DQN_MODEL = "dlrun.models.mlp.mlp"  # experiment=dqn sets its widths (model.hidden)
+RECONSTRUCTION = "reconstruction"  # loss.problem of loss=reconstruction, under task=autoencoder|vae
 AUTOENCODERS = {"dlrun.models.autoencoder.autoencoder": "autoencoder", "dlrun.models.autoencoder.vae": "vae"}
+RECONSTRUCTING_TASKS = {"dlrun.tasks.autoencoder.AutoencoderTask": "autoencoder", "dlrun.tasks.vae.VAETask": "vae"}
+TEXT_DATA = "dlrun.data.text.load"  # characters to predict: task=language_model's
+LANGUAGE_MODEL_TASK = "dlrun.tasks.language_model.LanguageModelTask"
 
 
 # The config groups a run cannot do without, and the option conf/config.yaml picks for each.
@@ -276,12 +279,18 @@ def _check_data(cfg: DictConfig) -> list[str]:
 
 
 def _check_loss(cfg: DictConfig) -> list[str]:
-    if _value(cfg, "task._target_") == DQN_TASK or _value(cfg, "dataset._target_") == ENVIRONMENT_DATA:
+    environment = _value(cfg, "dataset._target_") == ENVIRONMENT_DATA or cfg.env is not None
+    if _value(cfg, "task._target_") == DQN_TASK or environment:
         return _check_environment(cfg)  # the outputs are the environment's actions, whatever the loss
     problem = _value(cfg, "loss.problem")
     autoencoder = AUTOENCODERS.get(_value(cfg, "model._target_"))
     if problem == RECONSTRUCTION or autoencoder is not None:
-        return _check_reconstruction(problem, autoencoder)
+        return _check_reconstruction(cfg, problem, autoencoder)
+    if _value(cfg, "dataset._target_") == TEXT_DATA and _value(cfg, "task._target_") != LANGUAGE_MODEL_TASK:
+        return [
+            "dataset = text: every character predicts the next, which this task does not train; "
+            "type task=language_model model=lstm, or experiment=text"
+        ]
     num_classes = _value(cfg, "dataset.num_classes")
     dataset = _value(cfg, "dataset.name")
     if num_classes == AUTO:  # image folders, CSV targets, text vocabularies: their classes are counted when read
@@ -314,25 +323,43 @@ def _check_loss(cfg: DictConfig) -> list[str]:
 
 
 def _check_environment(cfg: DictConfig) -> list[str]:
-    """task=dqn plays dataset=environment and nothing else; env=cartpole (or another env option) brings both."""
-    if _value(cfg, "dataset._target_") != ENVIRONMENT_DATA:
+    """task=dqn plays dataset=environment, the env group's environment, and nothing else; experiment=dqn chooses all
+    three."""
+    dqn, environment = _value(cfg, "task._target_") == DQN_TASK, _value(cfg, "dataset._target_") == ENVIRONMENT_DATA
+    if not (dqn or environment):
+        return [f"env.id = {_value(cfg, 'env.id')}: played by task=dqn on dataset=environment; type experiment=dqn"]
+    if not dqn:
+        return ["dataset = environment is played by task=dqn; type task=dqn, or experiment=dqn"]
+    if not environment:
         return [
             f"task = dqn plays a gymnasium environment, not dataset {_value(cfg, 'dataset.name')}; "
-            "type env=cartpole or env=acrobot (they bring dataset=environment) instead of dataset="
+            "type experiment=dqn (env=cartpole, or env=acrobot with it), without dataset="
         ]
-    if _value(cfg, "task._target_") != DQN_TASK:
-        return ["dataset = environment is played by task=dqn; type task=dqn, or leave task= out (env= brings it)"]
     model = _value(cfg, "model._target_")
     if model != DQN_MODEL:
         return [f"model = {model}: DQN's Q-network reads observation vectors; type model=mlp (model.hidden=[...])"]
     return []
 
 
-def _check_reconstruction(problem: str, autoencoder: str | None) -> list[str]:
-    """model=autoencoder|vae need their task (which sets loss.problem); any dataset's inputs can be reconstructed."""
+def _check_reconstruction(cfg: DictConfig, problem: str, autoencoder: str | None) -> list[str]:
+    """task=autoencoder|vae train their own model under loss=reconstruction, and nothing else does; any dataset's
+    inputs can be reconstructed."""
+    task = RECONSTRUCTING_TASKS.get(_value(cfg, "task._target_"))
+    if task is None and autoencoder is None:
+        return [
+            "loss = reconstruction: only task=autoencoder and task=vae reconstruct their inputs; "
+            "type loss=cross_entropy (classes) or loss=mse (numbers)"
+        ]
+    if task is None:
+        return [
+            f"model = {autoencoder} reconstructs its inputs, which this task does not train; "
+            f"type task={autoencoder} loss=reconstruction, or experiment={autoencoder}"
+        ]
+    if autoencoder != task:
+        return [f"model = {_value(cfg, 'model._target_')}: task={task} trains model={task}; type model={task}"]
     if problem != RECONSTRUCTION:
         return [
-            f"model = {autoencoder} reconstructs its inputs, which this task does not train; type task={autoencoder}"
+            f"loss: task={task} compares each output with its input, not {problem} targets; type loss=reconstruction"
         ]
     return []
 

@@ -51,7 +51,7 @@ def test_conv_architecture_refuses_tabular_data():
 
 
 def test_denoising_trains_on_noisy_inputs_against_the_clean_ones():
-    cfg = compose_config("task=autoencoder", "task.noise_std=0.3")
+    cfg = compose_config("experiment=autoencoder", "task.noise_std=0.3")
     data = build.data(cfg)
     task = build.task(cfg, build.model(cfg, data.spec), data)
     inputs, targets = data.train[0][:16], data.train[1][:16]
@@ -63,7 +63,7 @@ def test_denoising_trains_on_noisy_inputs_against_the_clean_ones():
 
 
 def test_the_schedule_is_sized_without_the_anomaly_class():
-    cfg = compose_config("task=autoencoder", "task.anomaly_class=7", "scheduler=onecycle", "trainer.max_epochs=3")
+    cfg = compose_config("experiment=autoencoder", "task.anomaly_class=7", "scheduler=onecycle", "trainer.max_epochs=3")
     data = build.data(cfg)
     train_targets = data.train[1].clone()
     task = build.task(cfg, build.model(cfg, data.spec), data)
@@ -96,7 +96,7 @@ def _run_and_resume(*overrides, cwd) -> tuple:
 # One test per task, so that its runs are made once also when pytest-xdist spreads the tests over workers.
 def test_autoencoder_through_the_cli(tmp_path):
     (tmp_path / "first").mkdir()
-    first, resumed = _run_and_resume("task=autoencoder", "task.anomaly_class=0", cwd=tmp_path)
+    first, resumed = _run_and_resume("experiment=autoencoder", "task.anomaly_class=0", cwd=tmp_path)
     events = _events(first)
     assert events.Tags()["images"] == ["images/reconstructions"]
     (grid,) = events.Images("images/reconstructions")
@@ -110,7 +110,7 @@ def test_autoencoder_through_the_cli(tmp_path):
 
 def test_vae_through_the_cli(tmp_path):
     (tmp_path / "first").mkdir()
-    first, resumed = _run_and_resume("task=vae", "model.architecture=conv", cwd=tmp_path)
+    first, resumed = _run_and_resume("experiment=vae", "model.architecture=conv", cwd=tmp_path)
     events = _events(first)
     assert set(events.Tags()["images"]) == {"images/reconstructions", "images/samples"}
     scalars = set(events.Tags()["scalars"])
@@ -179,18 +179,20 @@ def test_a_wrong_combination_exits_2_with_the_key_named(tmp_path):
             ["model=autoencoder"],
             "model = autoencoder reconstructs its inputs, which this task does not train; type task",
         ),
-        (["task=autoencoder", "loss=cross_entropy"], "not CrossEntropyLoss; type loss=mse"),
-        (["task=autoencoder", "task.anomaly_class=10"], "task.anomaly_class = 10: not a class of this dataset"),
+        (["task=vae", "model=vae", "loss=mse"], "not regression targets; type loss=reconstruction"),
+        (["experiment=autoencoder", "loss=cross_entropy"], "not classification targets; type loss=reconstruction"),
+        (["experiment=autoencoder", "loss.criterion._target_=torch.nn.L1Loss"], "not L1Loss; type loss=reconstruction"),
+        (["experiment=autoencoder", "task.anomaly_class=10"], "task.anomaly_class = 10: not a class of this dataset"),
         (
-            ["task=vae", "task.anomaly_class=ten"],
+            ["experiment=vae", "task.anomaly_class=ten"],
             "task.anomaly_class = ten: not a class of this dataset; type one of 0,",
         ),
-        (["task=autoencoder", "dataset=diabetes", "task.anomaly_class=0"], "type task.anomaly_class=null"),
-        (["task=autoencoder", "dataset=iris", "model.architecture=conv"], "type model.architecture=mlp"),
-        (["task=autoencoder", "dataset=text"], "task=autoencoder reconstructs real-valued inputs"),
-        (["task=vae", "task.beta=-1"], "task.beta = -1: must be a number >= 0"),
-        (["task=autoencoder", "task.noise_std=-0.1"], "task.noise_std = -0.1: must be a number >= 0"),
-        (["task=autoencoder", "task.anomaly_percentile=0"], "task.anomaly_percentile = 0: must be in (0, 100]"),
+        (["experiment=autoencoder", "dataset=diabetes", "task.anomaly_class=0"], "type task.anomaly_class=null"),
+        (["experiment=autoencoder", "dataset=iris", "model.architecture=conv"], "type model.architecture=mlp"),
+        (["experiment=autoencoder", "dataset=text"], "task=autoencoder reconstructs real-valued inputs"),
+        (["experiment=vae", "task.beta=-1"], "task.beta = -1: must be a number >= 0"),
+        (["experiment=autoencoder", "task.noise_std=-0.1"], "task.noise_std = -0.1: must be a number >= 0"),
+        (["experiment=autoencoder", "task.anomaly_percentile=0"], "task.anomaly_percentile = 0: must be in (0, 100]"),
     ],
 )
 def test_wrong_combinations_are_named(overrides, expected, run_dir):

@@ -92,10 +92,10 @@ def test_help_lists_the_groups_without_importing_torch():
     assert result.stdout.strip().endswith("no torch")
 
 
-def test_task_dqn_plays_cartpole_unless_told_otherwise(tmp_path):
-    """The issue's commands: task=dqn (CartPole-v1 by default) and env.id= without env=."""
-    default = run_cli("--cfg", "job", "task=dqn", cwd=tmp_path)
-    acrobot = run_cli("--cfg", "job", "task=dqn", "env.id=Acrobot-v1", "task.double_dqn=true", cwd=tmp_path)
+def test_experiment_dqn_plays_cartpole_unless_told_otherwise(tmp_path):
+    """The issue's commands: experiment=dqn (CartPole-v1 by default) and env.id= without env=."""
+    default = run_cli("--cfg", "job", "experiment=dqn", cwd=tmp_path)
+    acrobot = run_cli("--cfg", "job", "experiment=dqn", "env.id=Acrobot-v1", "task.double_dqn=true", cwd=tmp_path)
     assert default.returncode == acrobot.returncode == 0, default.stderr + acrobot.stderr
     assert "id: CartPole-v1" in default.stdout and "dlrun.data.environment.load" in default.stdout
     assert "id: Acrobot-v1" in acrobot.stdout and "double_dqn: true" in acrobot.stdout

@@ -5,12 +5,18 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from dlrun import build
-from dlrun.config import validate
+from dlrun.config import CONFIG_DIR, validate
 from dlrun.errors import ConfigError
 
 from conftest import compose_config, option_names
 
 GROUPS = ["model", "dataset", "task", "loss", "optimizer", "scheduler", "trainer", "callbacks"]
+# The options of dlrun's groups, the presets (bundles of several groups) and Hydra's own left out.
+OPTIONS = [
+    str(path.relative_to(CONFIG_DIR))
+    for path in sorted(CONFIG_DIR.glob("*/**/*.yaml"))
+    if path.relative_to(CONFIG_DIR).parts[0] not in ("experiment", "hparams_search", "hydra")
+]
 
 
 @pytest.mark.parametrize(("group", "option"), [(group, option) for group in GROUPS for option in option_names(group)])
@@ -28,11 +34,19 @@ def test_defaults_are_the_digits_mlp():
     validate(cfg)
 
 
-def test_regression_dataset_brings_its_loss_but_the_command_line_wins():
-    cfg = compose_config("dataset=diabetes")
+def test_the_regression_preset_brings_its_loss_but_the_command_line_wins():
+    cfg = compose_config("experiment=diabetes")
     assert cfg.loss.problem == "regression"
     assert build.model_arguments(cfg, build.data(cfg).spec) == {"in_shape": [10], "num_outputs": 1}
-    assert compose_config("dataset=diabetes", "loss=cross_entropy").loss.problem == "classification"
+    assert compose_config("experiment=diabetes", "loss=cross_entropy").loss.problem == "classification"
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_a_group_option_sets_only_its_own_group(option):
+    """Only the presets (experiment=, hparams_search=) choose or set other groups, so the order of conf/config.yaml's
+    defaults list means nothing else."""
+    text = (CONFIG_DIR / option).read_text()
+    assert "@package" not in text and "override /" not in text
 
 
 def test_binary_loss_gives_one_output():
@@ -63,6 +77,8 @@ def test_trainer_keys_are_typed():
         (["loss=bce"], "loss = bce needs 2 classes, dataset digits has 10; type loss=cross_entropy"),
         (["loss=mse"], "loss = mse on dataset digits with 10 classes; type loss=cross_entropy"),
         (["dataset=diabetes", "loss=cross_entropy"], "regression dataset diabetes; type loss=mse"),
+        (["dataset=text"], "which this task does not train; type task=language_model model=lstm, or experiment=text"),
+        (["loss=reconstruction"], "only task=autoencoder and task=vae reconstruct their inputs; type loss="),
         (["loss.criterion.class_weights=[1,2]"], "needs one number per class (10)"),
         (["loss.l2=-1"], "loss.l2 = -1: cannot be negative"),
         (["~loss.l1"], "loss.l1: removed, but dlrun needs it; leave out ~loss.l1"),

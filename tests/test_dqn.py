@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 STEPS = 200  # environment steps an epoch
 # A few hundred steps of CartPole: epsilon falls over them and updates start early; short greedy evaluations.
 TINY = [
-    "env=cartpole",
+    "experiment=dqn",
     f"dataset.steps_per_epoch={STEPS}",
     "dataset.eval_episodes=2",
     "dataset.test_episodes=2",
@@ -165,7 +165,7 @@ def test_replay_buffer_is_circular():
     ("overrides", "message"),
     [
         (["task=dqn", "dataset=digits"], "task = dqn plays a gymnasium environment, not dataset digits"),
-        (["env=cartpole", "env.id=NoSuchEnv-v0"], "env.id = NoSuchEnv-v0: Environment `NoSuchEnv` doesn't exist"),
+        (["experiment=dqn", "env.id=NoSuchEnv-v0"], "env.id = NoSuchEnv-v0: Environment `NoSuchEnv` doesn't exist"),
     ],
 )
 def test_cli_exits_2_with_a_clear_message(overrides, message, tmp_path):
@@ -177,16 +177,17 @@ def test_cli_exits_2_with_a_clear_message(overrides, message, tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["task=dqn"], "type env=cartpole or env=acrobot"),
-        (["env=cartpole", "task=supervised"], "dataset = environment is played by task=dqn"),
+        (["task=dqn"], "not dataset digits; type experiment=dqn"),
+        (["env=acrobot"], "env.id = Acrobot-v1: played by task=dqn on dataset=environment; type experiment=dqn"),
+        (["experiment=dqn", "task=supervised"], "dataset = environment is played by task=dqn"),
         (["dataset=environment", "task=dqn"], "env: dataset=environment needs an environment"),
-        (["env=cartpole", "env.id=Pendulum-v1"], "its actions are Box, not a finite set"),
-        (["env=cartpole", "env.id=Blackjack-v1"], "its observations are Tuple"),
-        (["env=cartpole", "env.max_episode_steps=0"], "env.max_episode_steps = 0: must be a whole number >= 1"),
-        (["env=cartpole", "dataset.steps_per_epoch=0"], "dataset.steps_per_epoch = 0: must be a whole number >= 1"),
-        (["env=cartpole", "model=cnn"], "model = dlrun.models.cnn.cnn: DQN's Q-network reads observation vectors"),
-        (["env=cartpole", "model.batch_norm=true"], "model.batch_norm = true: DQN acts on one observation"),
-        (["env=cartpole", "task.gamma=1.5", "task.batch_size=0"], "task.gamma = 1.5: must be in [0, 1]"),
+        (["experiment=dqn", "env.id=Pendulum-v1"], "its actions are Box, not a finite set"),
+        (["experiment=dqn", "env.id=Blackjack-v1"], "its observations are Tuple"),
+        (["experiment=dqn", "env.max_episode_steps=0"], "env.max_episode_steps = 0: must be a whole number >= 1"),
+        (["experiment=dqn", "dataset.steps_per_epoch=0"], "dataset.steps_per_epoch = 0: must be a whole number >= 1"),
+        (["experiment=dqn", "model=cnn"], "model = dlrun.models.cnn.cnn: DQN's Q-network reads observation vectors"),
+        (["experiment=dqn", "model.batch_norm=true"], "model.batch_norm = true: DQN acts on one observation"),
+        (["experiment=dqn", "task.gamma=1.5", "task.batch_size=0"], "task.gamma = 1.5: must be in [0, 1]"),
     ],
 )
 def test_what_cannot_be_played_is_a_config_error(overrides, message, run_dir):
@@ -199,6 +200,6 @@ def test_what_cannot_be_played_is_a_config_error(overrides, message, run_dir):
 
 def test_every_playable_id_is_offered_for_an_unknown_one():
     with pytest.raises(ConfigError) as raised:
-        build.data(compose_config("env=cartpole", "env.id=cartpole"))
+        build.data(compose_config("experiment=dqn", "env.id=cartpole"))
     assert "CartPole-v1" in str(raised.value) and "Acrobot-v1" in str(raised.value)
     assert "Pendulum-v1" not in str(raised.value)  # continuous actions are not offered

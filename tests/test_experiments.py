@@ -53,6 +53,10 @@ def test_an_experiment_composes_and_says_what_it_is_for(name):
         ("breast_cancer_mlp", {"loss.problem": "binary", "callbacks.checkpoint.monitor": "val/auroc"}),
         ("diabetes_mlp", {"loss.problem": "regression", "dataset.num_classes": None, "optimizer.lr": 3e-4}),
         ("digits_cnn", {"model._target_": "dlrun.models.cnn.cnn", "dataset.name": "digits"}),
+        ("gan", {"task._target_": "dlrun.tasks.gan.GANTask", "callbacks.checkpoint.monitor": "val/inception_score"}),
+        ("vae", {"task._target_": "dlrun.tasks.vae.VAETask", "loss.problem": "reconstruction", "optimizer.lr": 2e-3}),
+        ("dqn", {"dataset.name": "environment", "env.id": "CartPole-v1", "callbacks.early_stopping.stop_at": 500}),
+        ("text", {"task._target_": "dlrun.tasks.language_model.LanguageModelTask", "dataset.name": "text"}),
     ],
 )
 def test_an_experiment_sets_what_it_is_about(name, expected):
@@ -63,7 +67,7 @@ def test_an_experiment_sets_what_it_is_about(name, expected):
 def test_glob_runs_every_experiment_as_a_smoke_sweep(tmp_path):
     write_mnist(tmp_path / "data", "MNIST", train=120, test=20)  # 12 held out: one per class
     write_cifar10(tmp_path / "data", train=120, test=20)
-    fast = ["trainer.fast_dev_run=true", "dataset.batch_size=4", "trainer.device=cpu", "quiet=true"]
+    fast = ["trainer.fast_dev_run=true", "trainer.device=cpu", "quiet=true"]  # dataset=environment has no batch_size
     result = run_cli("-m", "experiment=glob(*)", *fast, "print_config=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dir = only_sweep_dir(tmp_path)

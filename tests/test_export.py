@@ -29,7 +29,7 @@ TOLERANCE = 1e-4
 RUNS = {
     "digits": ["dataset=digits", "model=cnn"],
     "binary": ["dataset=breast_cancer", "loss=bce"],
-    "regression": ["dataset=diabetes"],
+    "regression": ["experiment=diabetes"],
 }
 SHAPES = {"digits": ([1, 8, 8], [10]), "binary": ([30], [1]), "regression": ([10], [1])}
 

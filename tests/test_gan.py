@@ -15,7 +15,7 @@ from conftest import compose_config, model_for, only_run_dir, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
-TINY = ["task=gan", "trainer.limit_batches=3", "task.scored_samples=100"]
+TINY = ["experiment=gan", "trainer.limit_batches=3", "task.scored_samples=100"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the subprocess's torch, as one_thread does here
 GRID_SIDE = 8 * (8 + 2) + 2  # 64 samples of 8x8, 8 a row, 2 pixels of padding around each
 SCALARS = [
@@ -106,7 +106,7 @@ def test_discriminator_steps_per_generator_step(run_dir):
 
 def test_mlp_gan_generates_feature_vectors(run_dir):
     """iris: 97 training rows, the last batch of 16 holds one (batch norm needs two generated ones)."""
-    run(compose_config("task=gan", "model=mlp_gan", "dataset=iris", "trainer.max_epochs=1"), run_dir)
+    run(compose_config("experiment=gan", "model=mlp_gan", "dataset=iris", "trainer.max_epochs=1"), run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 1 <= metrics["test/classes_covered"] <= 3
     events = EventAccumulator(str(run_dir / "tensorboard"))
@@ -139,11 +139,11 @@ def test_a_classifier_with_task_gan_exits_2_and_names_the_gan_models(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["task=gan", "dataset=iris"], "model=dcgan needs images .* type model=mlp_gan"),
+        (["experiment=gan", "dataset=iris"], "model=dcgan needs images .* type model=mlp_gan"),
         (["model=dcgan"], "a GAN does not map inputs to outputs.* type task=gan"),
-        (["task=gan", "task.discriminator_steps=0"], "task.discriminator_steps = 0: must be a whole number >= 1"),
+        (["experiment=gan", "task.discriminator_steps=0"], "task.discriminator_steps = 0: must be a whole number >= 1"),
         (["task=gan", "model=mlp_gan", "dataset=diabetes"], "this dataset has no classes"),
-        (["task=gan", "task.discriminator_optimizer.lr=-1"], "task.discriminator_optimizer: could not build it"),
+        (["experiment=gan", "task.discriminator_optimizer.lr=-1"], "task.discriminator_optimizer: could not build it"),
     ],
 )
 def test_impossible_combinations_are_named(overrides, message, run_dir):
@@ -153,6 +153,6 @@ def test_impossible_combinations_are_named(overrides, message, run_dir):
 
 def test_torchrun_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    network = model_for(compose_config("task=gan"))
+    network = model_for(compose_config("experiment=gan"))
     with pytest.raises(ConfigError, match="task=gan trains its generator and discriminator in one process"):
         GANTask(model=network, discriminator_optimizer=torch.optim.Adam, num_classes=10)

@@ -96,7 +96,7 @@ def test_streamed_and_in_memory_text_runs_end_on_the_same_metrics(tmp_path):
     results = {}
     for storage, workers in (("memory", 0), ("stream", 2)):
         run_dir = tmp_path / storage
-        overrides = ["dataset=text", f"dataset.path={path}", f"dataset.storage={storage}", "model=gru"]
+        overrides = ["experiment=text", f"dataset.path={path}", f"dataset.storage={storage}", "model=gru"]
         overrides += [f"dataset.num_workers={workers}", "dataset.seq_len=32", "callbacks.text_samples.length=20"]
         run(compose_config(*overrides, "trainer.max_epochs=2", "trainer.limit_batches=3"), run_dir)
         results[storage] = json.loads((run_dir / "metrics.json").read_text())

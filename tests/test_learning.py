@@ -15,7 +15,7 @@ BARS = [
     (["dataset=wine"], "test/acc", 0.90),
     (["dataset=breast_cancer"], "test/acc", 0.93),
     (["dataset=breast_cancer", "loss=bce"], "test/acc", 0.93),
-    (["dataset=diabetes"], "test/r2", 0.35),
+    (["experiment=diabetes"], "test/r2", 0.35),
 ]
 LONG = {"dataset=digits model=cnn"}  # over 20 s on 2 cores (38 s): `make learn` runs it, `make test` does not
 CASES = [
@@ -37,7 +37,7 @@ def test_binary_and_regression_metrics_are_reported(tmp_path):
     run(compose_config("dataset=breast_cancer", "loss=bce", "trainer.max_epochs=3"), tmp_path / "binary")
     binary = json.loads((tmp_path / "binary" / "metrics.json").read_text())
     assert binary["test/auroc"] > 0.9 and "test/top5_acc" not in binary
-    run(compose_config("dataset=diabetes", "trainer.max_epochs=3"), tmp_path / "regression")
+    run(compose_config("experiment=diabetes", "trainer.max_epochs=3"), tmp_path / "regression")
     regression = json.loads((tmp_path / "regression" / "metrics.json").read_text())
     # MAE and RMSE are in the target's own units (disease progression, roughly 25 to 346), not standardised.
     assert 20 < regression["test/mae"] < regression["test/rmse"] < 150

@@ -1,4 +1,4 @@
-"""The autoencoders learn: task=autoencoder and task=vae with their shipped defaults on digits (CPU)."""
+"""The autoencoders learn: experiment=autoencoder and experiment=vae on digits (CPU)."""
 
 import json
 
@@ -19,7 +19,7 @@ def _metrics(run_dir) -> dict[str, float]:
 
 
 def test_autoencoder_reconstructs_better_than_pca_with_as_many_components(run_dir):
-    cfg = compose_config("task=autoencoder")
+    cfg = compose_config("experiment=autoencoder")
     run(cfg, run_dir)
     data = build.data(cfg)
     train, test = data.train[0].flatten(1).numpy(), data.test[0].flatten(1).numpy()
@@ -31,13 +31,13 @@ def test_autoencoder_reconstructs_better_than_pca_with_as_many_components(run_di
 
 
 def test_autoencoder_finds_a_digit_it_never_saw(run_dir):
-    run(compose_config("task=autoencoder", "task.anomaly_class=7"), run_dir)
+    run(compose_config("experiment=autoencoder", "task.anomaly_class=7"), run_dir)
     assert _metrics(run_dir)["test/anomaly_auroc"] > 0.9  # measured: 0.99
 
 
 def test_vae_elbo_improves_over_training_and_its_samples_differ(tmp_path):
-    run(compose_config("task=vae", "trainer.max_epochs=1"), tmp_path / "first")
-    cfg = compose_config("task=vae")
+    run(compose_config("experiment=vae", "trainer.max_epochs=1"), tmp_path / "first")
+    cfg = compose_config("experiment=vae")
     run(cfg, tmp_path / "last")
     first, last = _metrics(tmp_path / "first")["test/elbo"], _metrics(tmp_path / "last")["test/elbo"]
     assert last > first + 20, (first, last)  # nats per image; measured: -71 after the first epoch, -33 after 30

@@ -23,7 +23,7 @@ def test_lstm_reads_digits_row_by_row(run_dir):
 
 @pytest.mark.long  # over 20 s on 2 cores (27 s): `make learn` runs it, `make test` does not
 def test_gru_forecasts_sunspots_better_than_the_last_value(run_dir):
-    run(compose_config("model=gru", "dataset=timeseries"), run_dir)
+    run(compose_config("experiment=timeseries"), run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/mse"] < 0.9 * metrics["test/naive_mse"], metrics
     assert metrics["test/mae"] < metrics["test/naive_mae"], metrics

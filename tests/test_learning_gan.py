@@ -1,4 +1,4 @@
-"""Learning bar for task=gan: the shipped defaults on digits draw every digit, clearly enough for a classifier."""
+"""Learning bar for task=gan: experiment=gan on digits draws every digit, clearly enough for a classifier."""
 
 import pytest
 import torch
@@ -18,7 +18,7 @@ SAMPLES = 1000
 @pytest.mark.slow
 @pytest.mark.long  # over 20 s on 2 cores: `make learn` runs it, `make test` does not
 def test_dcgan_draws_every_digit_clearly(run_dir):
-    cfg = compose_config("task=gan")  # the shipped defaults, on the CPU
+    cfg = compose_config("experiment=gan")  # the shipped preset, on the CPU
     run(cfg, run_dir)
     model = load_trained(run_dir / "checkpoints" / "best.pt").model
     samples = model.sample(SAMPLES, torch.Generator().manual_seed(1)).flatten(1).numpy()

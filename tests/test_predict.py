@@ -26,7 +26,7 @@ PREDICT = str(Path(sys.executable).with_name("dlrun-predict"))
 RUNS = {
     "digits": ["dataset=digits", "trainer.max_epochs=3"],  # an MLP trained far enough to read digits (~0.93)
     "binary": ["dataset=breast_cancer", "loss=bce", "trainer.max_epochs=1", "trainer.limit_batches=3"],
-    "regression": ["dataset=diabetes", "trainer.max_epochs=1", "trainer.limit_batches=3"],
+    "regression": ["experiment=diabetes", "trainer.max_epochs=1", "trainer.limit_batches=3"],
 }
 
 

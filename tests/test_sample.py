@@ -25,7 +25,8 @@ PAD = 2  # pixels between and around the images of a grid
 def gan_checkpoint(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("gan")
     run(
-        compose_config("task=gan", "trainer.max_epochs=1", "trainer.limit_batches=2", "task.scored_samples=50"), run_dir
+        compose_config("experiment=gan", "trainer.max_epochs=1", "trainer.limit_batches=2", "task.scored_samples=50"),
+        run_dir,
     )
     return run_dir / "checkpoints" / "best.pt"
 

@@ -51,7 +51,7 @@ def test_every_recurrent_option_trains_on_digits_and_the_time_series(option, run
     run(compose_config(f"model={option}", "dataset=digits", *FAST), run_dir)
     assert "test/acc" in json.loads((run_dir / "metrics.json").read_text())
     run(
-        compose_config(f"model={option}", "dataset=timeseries", "model.dropout=0.1", "model.num_layers=2", *FAST),
+        compose_config(f"model={option}", "experiment=timeseries", "model.dropout=0.1", "model.num_layers=2", *FAST),
         tmp_path,
     )
     assert "test/naive_mse" in json.loads((tmp_path / "metrics.json").read_text())
@@ -91,7 +91,7 @@ def test_windows_forecast_the_next_value_split_in_time(tmp_path):
 
 
 def test_the_forecast_task_reports_the_naive_forecast_beside_the_model(run_dir):
-    cfg = compose_config("dataset=timeseries", "model=gru", "trainer.max_epochs=1")
+    cfg = compose_config("experiment=timeseries", "trainer.max_epochs=1")
     assert cfg.loss.problem == "regression" and cfg.task._target_.endswith("ForecastTask")
     run(cfg, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -125,8 +125,7 @@ def test_cli_forecasts_a_user_csv_column(tmp_path):
     units = 100 + 20 * np.sin(np.arange(300) / 6) + rng.normal(0, 2, 300)
     path.write_text("day,units\n" + "\n".join(f"{i},{u:.2f}" for i, u in enumerate(units)) + "\n")
     result = run_cli(
-        "model=gru",
-        "dataset=timeseries",
+        "experiment=timeseries",
         f"dataset.path={path}",
         "dataset.column=units",
         "dataset.window=12",
@@ -180,8 +179,7 @@ def test_bad_text_settings_are_config_errors(settings, message):
 
 def test_the_language_model_learns_and_samples_text_each_epoch(run_dir, capsys):
     cfg = compose_config(
-        "dataset=text",
-        "model=lstm",
+        "experiment=text",
         "quiet=false",
         "trainer.max_epochs=2",
         "trainer.limit_batches=20",
@@ -228,7 +226,12 @@ def test_a_text_file_of_the_user_trains_through_the_config(tmp_path):
     path = Path(tmp_path) / "notes.txt"
     path.write_text("abcabcabd " * 400)
     cfg = compose_config(
-        "dataset=text", f"dataset.path={path}", "dataset.seq_len=16", "model=gru", "callbacks.text_samples=null", *FAST
+        "experiment=text",
+        f"dataset.path={path}",
+        "dataset.seq_len=16",
+        "model=gru",
+        "callbacks.text_samples=null",
+        *FAST,
     )
     run(cfg, tmp_path / "run")
     weights = torch.load(tmp_path / "run" / "model.pt", weights_only=True)

@@ -309,7 +309,7 @@ def test_an_unreadable_streamed_image_stops_the_run_with_unreadable_stop(with_a_
 
 
 def test_a_task_that_reads_whole_splits_refuses_a_streamed_folder(pets):
-    cfg = compose_config(*folder_config(pets, "dataset.storage=stream"), "task=autoencoder")
+    cfg = compose_config(*folder_config(pets, "dataset.storage=stream"), "experiment=autoencoder")
     data = build.data(cfg)
     with pytest.raises(ConfigError, match="task=autoencoder reads whole splits as tensors.*dataset.storage=memory"):
         build.task(cfg, build.model(cfg, data.spec), data)

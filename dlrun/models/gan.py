@@ -38,7 +38,7 @@ class GAN(nn.Module):
     def forward(self, inputs: Tensor) -> Tensor:
         raise ConfigError(
             "model: a GAN does not map inputs to outputs, it learns to generate them; type task=gan "
-            "(it trains the generator against the discriminator)"
+            "(it trains the generator against the discriminator), or experiment=gan (its preset)"
         )
 
     def set_data_range(self, low: Tensor, high: Tensor) -> None:

@@ -1,10 +1,10 @@
 """Autoencoders (task=autoencoder): the model reconstructs its inputs through a small latent code.
 
-The criterion (loss=mse) compares the reconstruction with the input. Optional: denoising (noise_std > 0: Gaussian
-noise is added to the training inputs, the clean input stays the target; evaluation reconstructs clean inputs) and
-anomaly detection (anomaly_class: that class is left out of the training and validation splits and marks the
-anomalies of the test split; an input's reconstruction error is its anomaly score, flagged above the
-anomaly_percentile-th percentile of the validation errors).
+The criterion (loss=reconstruction, an MSE) compares the reconstruction with the input. Optional: denoising
+(noise_std > 0: Gaussian noise is added to the training inputs, the clean input stays the target; evaluation
+reconstructs clean inputs) and anomaly detection (anomaly_class: that class is left out of the training and
+validation splits and marks the anomalies of the test split; an input's reconstruction error is its anomaly score,
+flagged above the anomaly_percentile-th percentile of the validation errors).
 
 Metrics: mse, the reconstruction's mean squared error per value, beside pca_mse, that of a PCA with as many
 components as the latent code, fitted on the training split (a linear autoencoder's best). The test split adds
@@ -51,12 +51,12 @@ class ReconstructionTask(Task):
         if not isinstance(model, self.model_class):
             raise ConfigError(
                 f"model: task={self.name} trains an encoder and decoder, which this model ({type(model).__name__}) "
-                f"is not; type model={self.name}"
+                f"is not; type model={self.name}, or experiment={self.name} (with loss=reconstruction)"
             )
         if not isinstance(criterion, nn.MSELoss):
             raise ConfigError(
                 f"loss: task={self.name} reconstructs its inputs under the mean squared error, not "
-                f"{type(criterion).__name__}; type loss=mse"
+                f"{type(criterion).__name__}; type loss=reconstruction"
             )
         if not (isinstance(noise_std, int | float) and noise_std >= 0):
             raise ConfigError(f"task.noise_std = {noise_std}: must be a number >= 0; type task.noise_std=0.3, or 0")

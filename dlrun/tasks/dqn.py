@@ -88,8 +88,8 @@ class DQNTask(Task):
     def setup(self, data, device: torch.device) -> None:
         if not isinstance(data, EnvironmentData):
             raise ConfigError(
-                "task = dqn: plays a gymnasium environment, not a dataset; choose one with env=cartpole or "
-                "env=acrobot (it brings dataset=environment), without dataset="
+                "task = dqn: plays a gymnasium environment, not a dataset; type experiment=dqn (env=cartpole, or "
+                "env=acrobot with it), without dataset="
             )
         if any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in self.model.modules()):
             raise ConfigError(

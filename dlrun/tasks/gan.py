@@ -50,7 +50,7 @@ class GANTask(Task):
         if not all(hasattr(model, name) for name in ("generator", "discriminator", "sample")):
             raise ConfigError(
                 f"model: this model ({type(model).__name__}) has no generator and discriminator; task=gan needs a "
-                "GAN: type model=dcgan (convolutional) or model=mlp_gan (dense)"
+                "GAN: type model=dcgan (convolutional) or model=mlp_gan (dense), or experiment=gan (its preset)"
             )
         if not (isinstance(discriminator_steps, int) and discriminator_steps >= 1):
             raise ConfigError(
