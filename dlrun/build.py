@@ -57,14 +57,26 @@ def data(cfg: DictConfig):
 
 def model(cfg: DictConfig, spec: DataSpec):
     """The config's model for the data: its builder gets in_shape, num_outputs and a text's vocab_size from spec."""
-    return instantiate(cfg.model, "model", **model_arguments(cfg, spec))
+    return _call(instantiate(cfg.model, "model", _partial_=True), _model_offer(cfg, spec), "model", cfg.model)
 
 
 def model_arguments(cfg: DictConfig, spec: DataSpec) -> dict:
     """Those of spec's model arguments that the model's builder names (a GAN takes no num_outputs, say)."""
-    offered = spec.model_arguments(OmegaConf.select(cfg, "loss.problem", default=None))
     builder = instantiate(cfg.model, "model", _partial_=True).func  # looked up under Hydra's target restrictions
-    return _named_by(builder, offered)
+    return _named_by(builder, _model_offer(cfg, spec))
+
+
+def _model_offer(cfg: DictConfig, spec: DataSpec) -> dict:
+    return spec.model_arguments(OmegaConf.select(cfg, "loss.problem", default=None))
+
+
+def _call(make: Callable, offered: dict, key: str, node) -> object:
+    """A partial from instantiate called with those of offered that it names; a value it cannot take (a key it
+    does not know) is a ConfigError naming key."""
+    try:
+        return make(**_named_by(make.func, offered))
+    except (TypeError, ValueError) as error:
+        raise _not_built(key, node, error) from error
 
 
 def _named_by(builder: Callable, offered: dict) -> dict:
@@ -97,10 +109,7 @@ def task(cfg: DictConfig, network, datamodule):
         "target_mean": spec.target_mean,
         "target_std": spec.target_std,
     }
-    try:
-        built = make_task(**_named_by(make_task.func, offered))  # each task takes what it names, nothing else
-    except TypeError as error:  # a task.* key the task does not take
-        raise _not_built("task", cfg.task, error) from error
+    built = _call(make_task, offered, "task", cfg.task)  # each task takes what it names, nothing else
     if not isinstance(built, Task):
         raise ConfigError(
             f"task._target_ = {cfg.task._target_}: makes a {type(built).__name__}, which is not a dlrun task; "

@@ -102,6 +102,18 @@ class Trained:
             return torch.cat([self.model(inputs[start : start + batch_size]) for start in starts])
 
 
+def add_config_dir_argument(parser) -> None:
+    """--config-dir for the commands that rebuild a checkpoint's model (load_trained's config_dirs)."""
+    parser.add_argument(
+        "--config-dir",
+        dest="config_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a config dir of your own (as dlrun --config-dir): its model and dataset options may be rebuilt too",
+    )
+
+
 def load_trained(path: str | Path, *, key: str = "CKPT", config_dirs: Sequence[str | Path] = ()) -> Trained:
     """Rebuild the model of a dlrun checkpoint from the config stored in it and load its weights; only the targets
     of dlrun's own options, or of those in config_dirs, are built (dlrun/trusted_targets.py)."""

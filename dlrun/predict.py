@@ -57,14 +57,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="inputs per forward pass (default: %(default)s)",
     )
-    result.add_argument(
-        "--config-dir",
-        dest="config_dirs",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a config dir of your own (as dlrun --config-dir): its model and dataset options may be rebuilt too",
-    )
+    raw_inputs.add_config_dir_argument(result)
     return result
 
 

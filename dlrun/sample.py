@@ -45,14 +45,7 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument(
         "--nrow", type=int, default=DEFAULT_NROW, metavar="K", help="images per row of the grid (default: %(default)s)"
     )
-    result.add_argument(
-        "--config-dir",
-        dest="config_dirs",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a config dir of your own (as dlrun --config-dir): its model and dataset options may be rebuilt too",
-    )
+    raw_inputs.add_config_dir_argument(result)
     return result
 
 
