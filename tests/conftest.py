@@ -23,6 +23,10 @@ DLRUN = str(Path(sys.executable).with_name("dlrun"))
 SMALL = ["trainer.device=cpu", "print_config=false", "quiet=true", "name=test"]
 
 register_schemas()
+# One torch thread per test process and per subprocess it starts: `make test` runs two workers on two cores,
+# and steps this small gain nothing from a second thread that only waits on the other worker.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def compose_config(*overrides: str, small: bool = True) -> DictConfig:
@@ -95,15 +99,6 @@ def run_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "run"
     directory.mkdir()
     return directory
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Steps this small do not gain from a second thread; on a busy 2-core machine two wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

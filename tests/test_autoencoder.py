@@ -16,11 +16,8 @@ from dlrun.models.autoencoder import autoencoder, vae
 
 from conftest import compose_config, make_trainer, only_run_dir, run_cli
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 # A short CLI run on one thread: 5 training batches an epoch; validation and test whole (5 batches of 64 each).
 QUICK = ["trainer.device=cpu", "trainer.limit_batches=5", "quiet=true"]
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 IMAGE_SHAPES = [[1, 8, 8], [1, 28, 28], [3, 32, 32]]
 
 
@@ -75,7 +72,7 @@ def test_the_schedule_is_sized_without_the_anomaly_class():
 
 
 def _run(*args, cwd):
-    result = run_cli(*args, *QUICK, cwd=cwd, env=ONE_THREAD)
+    result = run_cli(*args, *QUICK, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return only_run_dir(cwd / "outputs")
 
@@ -162,7 +159,7 @@ def assert_anomaly_scores_match_the_metrics(run_dir):
 
 
 def test_a_wrong_combination_exits_2_with_the_key_named(tmp_path):
-    result = run_cli("task=autoencoder", "model=mlp", *QUICK, cwd=tmp_path, env=ONE_THREAD)
+    result = run_cli("task=autoencoder", "model=mlp", *QUICK, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     output = " ".join((result.stdout + result.stderr).split())  # undo the panel's line wrapping
     assert "model: task=autoencoder trains an encoder and decoder, which this model" in output

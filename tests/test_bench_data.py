@@ -10,8 +10,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 
 def import_bench_data():
     """benchmarks/bench_data.py, imported: a folder of scripts, not a package."""

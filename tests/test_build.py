@@ -40,9 +40,6 @@ def fits(model: str, dataset: str) -> bool:
     return model == "mlp" or dataset == "digits"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
 @pytest.mark.parametrize(("model", "dataset"), [(m, d) for m in option_names("model") for d in EMBEDDED if fits(m, d)])
 def test_every_model_trains_on_every_dataset_that_fits(model, dataset, run_dir):
     smaller = ["dataset.batch_size=4", *THROUGH_RUN[model]] if model in FAMILIES else []

@@ -30,9 +30,6 @@ VARIANTS = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
 @functools.cache
 def composed(option: str, dataset: str, *overrides: str):
     return compose_config(f"model={option}", f"dataset={dataset}", "optimizer=sgd", "optimizer.lr=0.001", *overrides)

@@ -19,9 +19,6 @@ TOWNS = ["Avon", "Bath", "Calne"]
 ROWS = 120
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
 def write_houses(path: Path, rows: int = ROWS, seed: int = 0) -> dict[str, np.ndarray]:
     """Houses: rooms and area (numbers; a few areas missing), town (text), price (a number that depends on all three)
     and band (the price's tercile: cheap | mid | dear)."""

@@ -97,15 +97,16 @@ def test_two_process_dlrun_writes_one_run_dir_and_learns(tmp_path):
 
 @pytest.mark.slow
 def test_a_resumed_two_process_run_ends_as_an_uninterrupted_one(tmp_path):
+    """The straight run keeps its first epoch's full state as a top-k file; a second launch resumes from it."""
     small = ["trainer.device=cpu", "print_config=false", "quiet=true", "trainer.limit_batches=4"]
-    straight, first, resumed = (tmp_path / name for name in ("straight", "first", "resumed"))
-    for run_dir, extra in [
-        (straight, ["trainer.max_epochs=2"]),
-        (first, ["trainer.max_epochs=1"]),
-        (resumed, ["trainer.max_epochs=2", f"ckpt_path={first / 'checkpoints' / 'last.pt'}"]),
-    ]:
-        result = torchrun("-m", "dlrun", *small, *extra, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
+    small += ["trainer.max_epochs=2", "callbacks.checkpoint.save_top_k=2"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    result = torchrun("-m", "dlrun", *small, f"hydra.run.dir={straight}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (first_epoch,) = (straight / "checkpoints").glob("epoch=1-*.pt")
+    result = torchrun("-m", "dlrun", *small, f"ckpt_path='{first_epoch}'", f"hydra.run.dir={resumed}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(first_epoch, weights_only=True)["epoch"] == 1
     ends = [torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True) for run_dir in (straight, resumed)]
     assert ends[0]["epoch"] == ends[1]["epoch"] == 2 and ends[0]["step"] == ends[1]["step"]
     assert all(torch.equal(ends[0]["model"][name], ends[1]["model"][name]) for name in ends[0]["model"])

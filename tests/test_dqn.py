@@ -15,8 +15,6 @@ from dlrun.tasks.replay import ReplayBuffer
 
 from conftest import compose_config, model_for, only_run_dir, run_cli
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 STEPS = 200  # environment steps an epoch
 # A few hundred steps of CartPole: epsilon falls over them and updates start early; short greedy evaluations.
 TINY = [

@@ -146,7 +146,7 @@ class CrashAt(InterruptAt):
         ("CrashAt", RuntimeError),  # last.pt saved mid-epoch after every step, the average updated before it
     ],
 )
-def test_an_interrupted_and_resumed_run_ends_with_the_same_average(tmp_path, one_thread, stop, error):
+def test_an_interrupted_and_resumed_run_ends_with_the_same_average(tmp_path, stop, error):
     settings = [*SHORT, f"callbacks.ema.decay={DECAY}", "callbacks.ema.every_n_steps=2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run(compose_config(*settings), straight)

@@ -13,10 +13,7 @@ from dlrun.tasks.gan import GANTask
 
 from conftest import compose_config, model_for, only_run_dir, run_cli
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 TINY = ["experiment=gan", "trainer.limit_batches=3", "task.scored_samples=100"]
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the subprocess's torch, as one_thread does here
 GRID_SIDE = 8 * (8 + 2) + 2  # 64 samples of 8x8, 8 a row, 2 pixels of padding around each
 SCALARS = [
     "train/d_loss",
@@ -45,7 +42,6 @@ def cli_run(request, tmp_path_factory):
         "trainer.device=cpu",
         "quiet=true",
         cwd=cwd,
-        env=ONE_THREAD,
     )
     assert result.returncode == 0, result.stderr
     return only_run_dir(cwd / "outputs")
@@ -131,7 +127,7 @@ def test_generated_images_have_the_dataset_shape(model, dataset, in_shape):
 
 
 def test_a_classifier_with_task_gan_exits_2_and_names_the_gan_models(tmp_path):
-    result = run_cli("task=gan", "model=mlp", "trainer.device=cpu", cwd=tmp_path, env=ONE_THREAD)
+    result = run_cli("task=gan", "model=mlp", "trainer.device=cpu", cwd=tmp_path)
     assert result.returncode == 2
     assert "task=gan needs a GAN: type model=dcgan" in " ".join(result.stderr.replace("│", " ").split())
 

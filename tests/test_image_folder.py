@@ -20,9 +20,6 @@ CLASSES = ["cat", "dog", "fox"]
 PER_CLASS = 20
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
 def write_images(folder: Path, count: int, *, seed: int, size=(12, 10), suffix: str = ".png") -> None:
     """count images of each class under folder/<class>/, each class its own pattern, sizes varying around size."""
     images, labels = patterned_images(count * NUM_CLASSES, shape=(size[1], size[0], 3), seed=seed)

@@ -3,7 +3,6 @@ values) and read a sequence at a time; the same batches and results as in memory
 corpus, and a cache outside the user's folder, reused until the file changes. On files the tests write."""
 
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -21,8 +20,6 @@ from dlrun.errors import ConfigError
 from dlrun.run import run
 
 from conftest import compose_config
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 ALPHABET = b"abcdefgh ij\nklmnop,.\r\n"  # with line ends of both kinds: read as universal newlines on both paths
 STORAGES = ("memory", "stream")
@@ -151,7 +148,6 @@ def test_streamed_text_trains_in_memory_that_does_not_grow_with_the_corpus(tmp_p
         capture_output=True,
         text=True,
         timeout=120,
-        env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (small_mib, small_batches), (large_mib, large_batches) = (line.split() for line in result.stdout.splitlines())

@@ -11,7 +11,7 @@ from dlrun.run import run
 
 from conftest import compose_config, model_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.slow
 
 
 def _metrics(run_dir) -> dict[str, float]:

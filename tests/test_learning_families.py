@@ -11,8 +11,6 @@ from dlrun.run import run
 
 from conftest import compose_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 
 @pytest.mark.slow
 def test_lstm_reads_digits_row_by_row(run_dir):

@@ -10,8 +10,6 @@ from dlrun.run import run
 
 from conftest import compose_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 SAMPLES = 1000
 
 

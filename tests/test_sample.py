@@ -14,8 +14,6 @@ from dlrun.run import run
 
 from conftest import compose_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 DLRUN_SAMPLE = str(Path(sys.executable).with_name("dlrun-sample"))
 SIDE = 8  # digits
 PAD = 2  # pixels between and around the images of a grid
@@ -38,7 +36,7 @@ def run_sample(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
-        env=os.environ | {"OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+        env=os.environ | {"COLUMNS": "200"},
     )
 
 

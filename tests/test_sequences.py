@@ -23,9 +23,6 @@ RECURRENT = ["rnn", "lstm", "gru"]
 FAST = ["trainer.fast_dev_run=true"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
 # -- the models ---------------------------------------------------------------------------------------
 
 
@@ -132,7 +129,6 @@ def test_cli_forecasts_a_user_csv_column(tmp_path):
         "trainer.device=cpu",
         "trainer.max_epochs=2",
         cwd=tmp_path,
-        env={"OMP_NUM_THREADS": "1"},  # as the fixture above, for the subprocess
     )
     assert result.returncode == 0, result.stderr
     assert "test/naive_mse" in result.stdout and "test/mse" in result.stdout  # printed beside each other

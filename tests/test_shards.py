@@ -27,8 +27,6 @@ from test_image_folder import CLASSES, write_images
 DLRUN_SHARDS = str(Path(sys.executable).with_name("dlrun-shards"))
 IN_SHAPE = "dataset.in_shape=[3,12,12]"
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 
 def files_of(folder: Path) -> dict[str, bytes]:
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}

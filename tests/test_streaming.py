@@ -23,8 +23,6 @@ from conftest import DLRUN, SMALL, compose_config, only_run_dir, run_cli, torchr
 from test_image_folder import write_images
 from test_interrupt import assert_same_weights, weights
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 
 def folder_config(root: Path, *overrides: str) -> list[str]:
     return ["dataset=image_folder", f"dataset.root={root}", "dataset.in_shape=[3,12,12]", *overrides]

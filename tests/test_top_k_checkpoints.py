@@ -60,7 +60,7 @@ def test_a_k_that_is_not_a_whole_number_is_a_config_error(run_dir, k):
         Checkpoint(run_dir=run_dir, config={}, save_top_k=k)
 
 
-def test_a_resumed_run_keeps_the_same_k_best_as_an_uninterrupted_one(tmp_path, one_thread):
+def test_a_resumed_run_keeps_the_same_k_best_as_an_uninterrupted_one(tmp_path):
     settings = [*JUMPY, "trainer.limit_batches=4", f"callbacks.checkpoint.save_top_k={TOP_K}"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run(compose_config(*settings, "trainer.max_epochs=8"), straight)

@@ -15,8 +15,6 @@ from dlrun.run import run
 
 from conftest import compose_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
 
 def same_image(count: int = 64, channels: int = 3, size: int = 8) -> torch.Tensor:
     """count copies of one random image with pixels in [0.1, 0.7] (so no augmentation here clips them at 0 or 1)."""

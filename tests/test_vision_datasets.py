@@ -31,9 +31,6 @@ FAST = ["trainer.fast_dev_run=true", "dataset.batch_size=2"]  # 2 batches of eac
 SMALL_CNN = ["model.channels=[8,16]", "model.fc=[32]"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> tuple[Path, dict]:
     """One root holding all three datasets, and the (N, H, W, C) uint8 images and labels written, by dataset."""
