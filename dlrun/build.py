@@ -8,6 +8,7 @@ import hydra.utils
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun import extras
+from dlrun.data.mixing import off_overrides, refuse_without_images
 from dlrun.data.module import DataModule, Splits
 from dlrun.data.spec import DataSpec
 from dlrun.errors import ConfigError
@@ -49,10 +50,24 @@ def data(cfg: DictConfig):
     for key in DATASET_KEYS:
         node.pop(key, None)
     batching = {key: node.pop(key) for key in BATCHING_KEYS if key in node}
+    _refuse_mixing_without_images(node)
     built = instantiate(node, "dataset")
     if not isinstance(built, Splits):
         return built
     return DataModule.batching(built, **batching, shuffle_seed=cfg.seed)
+
+
+def _refuse_mixing_without_images(node: dict) -> None:
+    """Mixup/CutMix added (+dataset.transforms.train.mixup=...) to a dataset whose builder takes no image transforms:
+    a table, a series, a text; refused naming the key, before the builder fails on an argument it does not know."""
+    if "transforms" not in node:
+        return
+    try:
+        builder = hydra.utils.get_method(node["_target_"])
+    except (KeyError, ImportError, ValueError):
+        return  # instantiate names a target that cannot be built
+    if "transforms" not in _named_by(builder, {"transforms": None}):
+        refuse_without_images(node["transforms"], f"dataset._target_ = {node['_target_']} reads no images")
 
 
 def model(cfg: DictConfig, spec: DataSpec):
@@ -114,6 +129,12 @@ def task(cfg: DictConfig, network, datamodule):
         raise ConfigError(
             f"task._target_ = {cfg.task._target_}: makes a {type(built).__name__}, which is not a dlrun task; "
             "subclass dlrun.tasks.base.Task (its methods: dlrun/tasks/base.py), or type task=supervised"
+        )
+    mix = getattr(datamodule, "train_mix", None)
+    if mix is not None and not built.mixed_labels:
+        raise mix.refusal(
+            f"this run's task ({type(built).__name__}, loss.problem = {cfg.loss.problem}) does not classify",
+            f"type {off_overrides(mix.alphas)}, or classify: task=supervised loss=cross_entropy",
         )
     _check_monitors(cfg, built.metric_names())
     built.prepare_data(datamodule)

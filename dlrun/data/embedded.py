@@ -6,6 +6,7 @@ import numpy as np
 import sklearn.datasets
 
 from dlrun.data.images import image_data_module
+from dlrun.data.mixing import refuse_without_images
 from dlrun.data.module import Splits
 from dlrun.data.spec import DataSpec
 from dlrun.data.splits import as_tensors, split_indices, standardize
@@ -55,6 +56,7 @@ def load(
             pixel_max=PIXEL_MAX.get(name, 1.0),
         )
     if transforms:
+        refuse_without_images(transforms, f"{name} holds no images (a table)")
         raise ConfigError(f"dataset.transforms: {name} holds no images; type dataset.transforms=null")
     input_mean = input_std = None
     if normalize:  # tabular features: one mean and std each

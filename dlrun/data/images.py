@@ -1,5 +1,5 @@
 """Image splits, in memory or streamed: per-channel standardisation with the training split's
-statistics, the per-batch transforms, and for streamed images the per-sample ones."""
+statistics, the per-batch transforms and Mixup/CutMix, and for streamed images the per-sample ones."""
 
 from collections.abc import Mapping, Sequence
 
@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dlrun.data.mixing import batch_mix
 from dlrun.data.module import SPLITS, Splits
 from dlrun.data.spec import DataSpec
 from dlrun.data.splits import standardize
@@ -75,10 +76,12 @@ def image_stream_module(
 
 
 def _with_batch_transforms(splits: list, transforms: dict, in_shape, mean, std, pixel_max, class_names) -> Splits:
-    """The splits with the per-batch transforms; the model sees images of in_shape, resized where they resize."""
+    """The splits with the per-batch transforms and Mixup/CutMix; the model sees images of in_shape, resized where
+    they resize."""
     train_transform, eval_transform = image_transforms(
         transforms, in_shape=in_shape, mean=mean, std=std, max_value=pixel_max
     )
+    train_mix = batch_mix(transforms.get("train") or {}, num_classes=len(class_names))
     resize = parse_size(transforms.get("resize"))
     spec = DataSpec(in_shape=resized_shape(in_shape, resize), class_names=class_names, pixel_max=pixel_max)
     return Splits(
@@ -88,6 +91,7 @@ def _with_batch_transforms(splits: list, transforms: dict, in_shape, mean, std, 
         input_std=std,
         train_transform=train_transform,
         eval_transform=eval_transform,
+        train_mix=train_mix,
         resize=None if resize is None else list(resize),
     )
 

@@ -5,7 +5,8 @@ seeded permutation: no per-sample Python. Streamed, a split is a map-style torch
 sample at a time (dlrun/data/streaming.py), batched by a torch DataLoader whose workers do the reading; with
 num_workers > 0 the in-memory splits are batched by a DataLoader too. Both take the same sample order, so a
 resumed epoch skips the indices already trained on and torchrun's ranks read disjoint shares. Image datasets may add
-a train and an eval transform (dlrun/data/transforms.py), applied to whole batches.
+a train and an eval transform (dlrun/data/transforms.py), applied to whole batches, and mix the training batches
+(Mixup, CutMix: dlrun/data/mixing.py), whose targets are then class probabilities.
 
 A dataset builder returns Splits: the three splits, their DataSpec (dlrun/data/spec.py) and what turns a raw input
 into a model input. dlrun/build.py adds the batching (batch size, workers, prefetch, shuffling) as a DataModule.
@@ -41,6 +42,7 @@ class Splits:
     input_std: Tensor | None = None
     train_transform: Callable[[Tensor], Tensor] | None = None  # resize + random augmentation of training batches
     eval_transform: Callable[[Tensor], Tensor] | None = None  # resize of val and test batches
+    train_mix: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None  # Mixup/CutMix (mixing.py): soft labels
     resize: list[int] | None = None  # [height, width] the transforms resize images to, for new inputs at prediction
     unreadable: dict[str, str] = field(default_factory=dict)  # streamed: samples skipped, by name, with the reason
 
@@ -146,16 +148,19 @@ class DataModule(Splits):
         """The batches of a split: shuffled by epoch for train, in order for val and test; this process's share of
         them. whole=True: every sample of the split in order on every process, as evaluation sees it. start: the
         batches already done (a resumed epoch), skipped without being read."""
-        transform = self.train_transform if split == "train" and not whole else self.eval_transform
+        training = split == "train" and not whole
+        transform = self.train_transform if training else self.eval_transform
+        mix = self.train_mix if training else None
         if self.streamed or self.num_workers:
             batches = self._loaded_batches(split, epoch, whole, start)
         else:
             batches = self._indexed_batches(split, epoch, whole, start)
-        if transform is None:
+        if transform is None and mix is None:
             yield from batches
             return
         for inputs, targets in batches:
-            yield transform(inputs), targets
+            inputs = inputs if transform is None else transform(inputs)
+            yield (inputs, targets) if mix is None else mix(inputs, targets)
 
     def _indexed_batches(self, split: str, epoch: int, whole: bool, start: int) -> Iterator[tuple[Tensor, Tensor]]:
         inputs, targets = getattr(self, split)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dlrun.data.mixing import MIX_KEYS
 from dlrun.errors import ConfigError
 
 ERASE_AREA = (0.02, 0.33)  # share of the image a random erasing covers (torchvision's defaults)
@@ -92,12 +93,13 @@ def image_transforms(
 
 
 def _augmentation(settings: Mapping, *, channels: int) -> Augmentation:
+    """The per-image augmentations of dataset.transforms.train; its Mixup and CutMix mix batches (mixing.py)."""
     names = [item.name for item in fields(Augmentation)]
+    settings = {name: value for name, value in settings.items() if name not in MIX_KEYS}
     unknown = sorted(set(settings) - set(names))
     if unknown:
-        raise ConfigError(
-            f"dataset.transforms.train.{unknown[0]}: unknown augmentation; the keys are {', '.join(names)}"
-        )
+        keys = ", ".join([*names, *MIX_KEYS])
+        raise ConfigError(f"dataset.transforms.train.{unknown[0]}: unknown augmentation; the keys are {keys}")
     problems = []
     for name, value in settings.items():
         key = f"dataset.transforms.train.{name}"

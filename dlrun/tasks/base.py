@@ -10,6 +10,7 @@ from torch import Tensor, nn
 class Task(ABC):
     model: nn.Module  # every network the task trains
     manual_optimization = False  # True: training_step(batch, optimize) calls optimize(loss, name) for each update
+    mixed_labels = False  # True: training targets may be class probabilities (Mixup, CutMix: dlrun/data/mixing.py)
 
     @abstractmethod
     def configure_optimizers(self, build_optimizer: Callable) -> dict[str, torch.optim.Optimizer]:

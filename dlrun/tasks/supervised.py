@@ -2,6 +2,10 @@
 
 Models with auxiliary classifiers (torchvision's GoogLeNet and Inception v3 return a namedtuple of the main and the
 auxiliary logits in training mode) add each auxiliary loss, times aux_loss_weight, to the training loss.
+
+Classification trains on mixed batches too (Mixup, CutMix: dlrun/data/mixing.py): their targets are class
+probabilities, which the cross-entropy loss takes as they are; the training accuracy counts a prediction of the
+class with the larger share of the mix as correct.
 """
 
 from collections.abc import Callable
@@ -51,6 +55,10 @@ class SupervisedTask(Task):
         self.target_mean, self.target_std = target_mean, target_std
         self.aux_loss_weight = aux_loss_weight
 
+    @property
+    def mixed_labels(self) -> bool:
+        return self.problem == "classification"
+
     def configure_optimizers(self, build_optimizer: Callable) -> dict[str, torch.optim.Optimizer]:
         """One optimizer over the trainable parameters (a frozen pretrained backbone has none)."""
         return {"model": build_optimizer(params=[p for p in self.model.parameters() if p.requires_grad])}
@@ -63,6 +71,8 @@ class SupervisedTask(Task):
             loss = loss + self.aux_loss_weight * self._loss(aux_output, targets)
         if self.problem == "regression":
             return {"loss": loss}
+        if targets.dim() == 2:  # class probabilities of a mixed batch: the class with the larger share
+            targets = targets.argmax(dim=1)
         return {"loss": loss, "output": output, "target": targets}  # the accuracy: training_metrics
 
     def training_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, tuple[Tensor, int]]:
