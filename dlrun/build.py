@@ -133,8 +133,8 @@ def task(cfg: DictConfig, network, datamodule):
     mix = getattr(datamodule, "train_mix", None)
     if mix is not None and not built.mixed_labels:
         raise mix.refusal(
-            f"this run's task ({type(built).__name__}, loss.problem = {cfg.loss.problem}) does not classify",
-            f"type {off_overrides(mix.alphas)}, or classify: task=supervised loss=cross_entropy",
+            f"this run's task ({type(built).__name__}, loss.problem = {cfg.loss.problem}) takes no mixed labels",
+            f"type {off_overrides(mix.alphas)}, or task=supervised loss=cross_entropy (multi-class)",
         )
     _check_monitors(cfg, built.metric_names())
     built.prepare_data(datamodule)

@@ -103,11 +103,21 @@ def test_mixup_and_cutmix_train_on_digits_and_the_loss_falls(run_dir):
     assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 0.85
 
 
-@pytest.mark.parametrize("experiment", ["autoencoder", "gan"])
+def test_a_mixed_run_ends_on_the_same_weights_with_the_same_seed(tmp_path):
+    settings = ("dataset=digits", f"{MIXUP}=0.2", f"{CUTMIX}=1.0", "trainer.max_epochs=2", "seed=3")
+    for again in ("first", "second"):
+        (tmp_path / again).mkdir()
+        run(compose_config(*settings), tmp_path / again)
+    first, second = (torch.load(tmp_path / again / "model.pt") for again in ("first", "second"))
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+@pytest.mark.parametrize("experiment", ["autoencoder", "vae", "gan"])
 def test_tasks_that_do_not_classify_refuse_mixed_batches(experiment):
     cfg = compose_config(f"experiment={experiment}", f"{MIXUP}=0.2")
     data = build.data(cfg)
-    with pytest.raises(ConfigError, match=rf"{MIXUP} = 0.2: .*does not classify; type {MIXUP}=0, or classify"):
+    refusal = rf"{MIXUP} = 0.2: .*takes no mixed labels; type {MIXUP}=0, or task=supervised loss=cross_entropy"
+    with pytest.raises(ConfigError, match=refusal):
         build.task(cfg, build.model(cfg, data.spec), data)
 
 
