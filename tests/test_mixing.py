@@ -13,6 +13,7 @@ from dlrun import build
 from dlrun.data.mixing import batch_mix
 from dlrun.errors import ConfigError
 from dlrun.run import run
+from dlrun.trainer.placement import Placement
 
 from conftest import SMALL, compose_config, run_cli
 from test_image_folder import write_images
@@ -139,3 +140,17 @@ def test_data_without_images_refuse_mixing_naming_the_key(overrides, reason, tmp
     assert result.returncode == 2, result.stderr
     assert re.search(rf"{reason}.*pick an image dataset \(dataset=digits", result.stdout + result.stderr)
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").glob("*/*/metrics.json"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_batches_are_mixed_on_the_gpu_where_the_splits_live(run_dir):
+    on_gpu = ("trainer.device=cuda", "trainer.precision=bf16", f"{MIXUP}=0.2", f"{CUTMIX}=1.0")
+    data = build.data(compose_config(*on_gpu))
+    gpu = torch.device("cuda", 0)
+    Placement(gpu, precision="bf16", channels_last=False, data_on_device="auto").put_data(data)
+    assert data.resident_on == gpu
+    images, probabilities = first_batch(data)
+    assert images.device == probabilities.device == gpu and probabilities.dim() == 2
+    run(compose_config(*on_gpu, "trainer.max_epochs=6"), run_dir)
+    assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 0.85
