@@ -27,8 +27,6 @@ def batch_mix(settings: Mapping, *, num_classes: int) -> "BatchMix | None":
         raise ConfigError(*problems)
     if not any(alphas.values()):
         return None
-    if num_classes < 2:
-        raise refusal(alphas, "these images have no classes to mix")
     return BatchMix(**alphas, num_classes=num_classes)
 
 
