@@ -48,6 +48,11 @@ def parse(overrides: Sequence[str]) -> list:
         raise ConfigError(f"{first_line(error)}; type overrides as dlrun takes them: key=value, group=option") from None
 
 
+def gives_run_dir(overrides: Sequence[str]) -> bool:
+    """Whether the overrides name the run dir (hydra.run.dir=DIR); else a command picks its own."""
+    return any(override.key_or_group == "hydra.run.dir" for override in parse(overrides))
+
+
 def _suggestions(overrides: Sequence[str]) -> list[str]:
     from dlrun.did_you_mean import suggestions
 

@@ -169,7 +169,7 @@ def evaluation_config(trained: raw_inputs.Trained, overrides: Sequence[str]) -> 
         value = OmegaConf.select(composed, key)
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value  # interpolations kept
         OmegaConf.update(cfg, key, value, merge=False, force_add=True)
-    given = any(override.key_or_group == "hydra.run.dir" for override in compose.parse(overrides))
+    given = compose.gives_run_dir(overrides)
     run_dir = Path(composed.hydra.run.dir) if given else _run_of(trained.path) / "eval" / compose.timestamp()
     return cfg, run_dir
 
