@@ -178,7 +178,6 @@ class Recorder(Callback):
             raise SweepEnded
 
 
-
 def suggest(lrs: Sequence[float], smoothed: Sequence[float]) -> float:
     """The lr where the smoothed loss falls fastest against log10(lr): the steepest descent."""
     import numpy as np
