@@ -62,6 +62,7 @@ def test_the_sweep_and_dlrun_summary_show_mean_plus_minus_std_per_configuration(
     cli.main([str(sweep_dir)])
     again = one_line(capsys.readouterr().out)
     assert adam in again and "│ adam │ 2 │ 0 1 │" in again
+    assert "differ in their provenance.json" not in again  # same code, packages, machine and data
 
 
 def test_repeats_sweeps_that_many_seeds_for_each_configuration(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun import atomic
+from dlrun import atomic, provenance
 from dlrun.sweep.record import (
     COMPLETED,
     FAILED,
@@ -67,6 +67,7 @@ class Summary:
     optuna: dict | None = None  # optimization_results.yaml of an Optuna search
     resume: str | None = None  # the command that finishes the sweep, when jobs are missing and none runs
     repeats: list[Repeat] = field(default_factory=list)  # one per configuration when the jobs differ in seed
+    differences: dict = field(default_factory=dict)  # provenance.json keys whose values differ: {key: {value: dirs}}
 
     def counts(self) -> dict[str, int]:
         """Jobs by status, in STATUS_ORDER."""
@@ -94,6 +95,8 @@ def collect(sweep_dir: str | Path) -> Summary:
     summary = Summary(sweep_dir, jobs, varying, fixed, expected=_expected_jobs(multirun, len(jobs)))
     summary.best = _mark_best(jobs)
     summary.repeats = group(jobs, varying)
+    records = {_relative(job.dir, sweep_dir): provenance.read(job.dir) for job in jobs}
+    summary.differences = provenance.differences({label: record for label, record in records.items() if record})
     optuna = _load_yaml(sweep_dir / OPTUNA_RESULTS)
     summary.optuna = OmegaConf.to_container(optuna) if optuna is not None else None
     summary.resume = _resume_command(summary, multirun)
@@ -300,6 +303,7 @@ def _write_files(summary: Summary) -> None:
             "resume": summary.resume,
             "jobs": rows(summary),
             "repeats": [_repeat_row(repeat) for repeat in summary.repeats],
+            "provenance_differences": summary.differences,
         },
     )
     metric_names = sorted({name for job in summary.jobs for name in job.metrics})

@@ -2,6 +2,7 @@
 
 import math
 
+from dlrun.provenance import PROVENANCE_FILE
 from dlrun.sweep.record import COMPLETED, FAILED, INTERRUPTED, NOT_RUN, PRUNED, RUNNING
 from dlrun.sweep.repeats import SEED, Stat
 from dlrun.sweep.summary import SUMMARY_CSV, SUMMARY_JSON, Job, Summary
@@ -88,6 +89,22 @@ def repeats_table(summary: Summary):
             style="bold" if repeat.best else None,
         )
     return result
+
+
+def differences(summary: Summary) -> str:
+    """The provenance.json keys in which the jobs differ, each value with the job dirs that had it."""
+    from rich.markup import escape
+
+    lines = [f"[yellow]the jobs differ in their {PROVENANCE_FILE}:[/]"]
+    for key, by_value in summary.differences.items():
+        values = "; ".join(f"{_json_text(value)} in {', '.join(dirs)}" for value, dirs in by_value.items())
+        lines.append(f"  {escape(key)}: {escape(values)}")
+    return "\n".join(lines)
+
+
+def _json_text(value: str) -> str:
+    """A value as provenance.differences keeps it (JSON), strings without their quotes."""
+    return value[1:-1] if value.startswith('"') and value.endswith('"') else value
 
 
 def _count(repeat) -> str:
@@ -183,6 +200,8 @@ def show(summary: Summary, sort: bool = False) -> None:
     console.print(shown)
     if summary.repeats:
         console.print(repeats_table(summary))
+    if summary.differences:
+        console.print(differences(summary), soft_wrap=True)
 
 
 def _finite(value) -> bool:
