@@ -89,6 +89,7 @@ def test_repeats_sweeps_that_many_seeds_for_each_configuration(tmp_path):
     [
         (["-m", "repeats=2", "seed=1"], "repeats = 2: sweeps the seed itself, so it cannot go with seed=1"),
         (["repeats=3"], "repeats = 3: repeats a configuration over seeds in a sweep; type dlrun -m repeats=3"),
+        (["-m", "repeats=1,2"], "repeats=1,2: repeats takes one number, not a sweep; type e.g. repeats=3"),
     ],
 )
 def test_repeats_that_cannot_be_done_exit_2_naming_the_key(tmp_path, args, message):

@@ -21,6 +21,9 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 def sweep_seeds(config: DictConfig) -> None:
     """With repeats=N > 1, make the sweep run each configuration with seeds seed .. seed+N-1."""
+    swept = [arg for arg in config.hydra.overrides.task if arg.startswith("repeats=") and "," in arg]  # repeats=1,2
+    if swept:
+        raise ConfigError(f"{swept[0]}: repeats takes one number, not a sweep; type e.g. repeats=3")
     repeats = config.get("repeats", 1)
     if repeats == 1:
         return
