@@ -35,7 +35,10 @@ def _job(cfg: DictConfig) -> float | None:
         from dlrun.sweep.job import run_job
 
         return run_job(cfg, train)
+    from dlrun.sweep.repeats import refuse_outside_sweep
+
     with exit_on_bad_input():
+        refuse_outside_sweep(cfg)
         return train(cfg, hydra_cfg.runtime.output_dir)
 
 

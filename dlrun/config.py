@@ -78,6 +78,7 @@ class RunConfig:
     env: Any = None
     name: str = MISSING
     seed: int = MISSING
+    repeats: int = MISSING
     ckpt_path: str | None = MISSING
     resume: str = MISSING
     print_config: bool = MISSING

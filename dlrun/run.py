@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dlrun import build, distributed, report
+from dlrun import build, distributed, provenance, report
 from dlrun.checkpoint import load, load_weights, serialize, write_files
 from dlrun.distributed import World
 from dlrun.trainer import TrainingInterrupted, resolve_device
@@ -26,6 +26,12 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     if cfg.print_config:
         console.print(report.config_tree(OmegaConf.to_container(cfg, resolve=True)))
     seed_everything(cfg.seed)
+    if world.is_main:  # provenance.json: git commit, packages, machine, dataset fingerprint
+        provenance.write(
+            run_dir,
+            dataset=OmegaConf.to_container(cfg.dataset, resolve=True),
+            device=str(resolve_device(cfg.trainer.device, world.local_rank)),
+        )
 
     data = build.data(cfg)
     model = build.model(cfg, data.spec)

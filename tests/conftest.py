@@ -64,7 +64,8 @@ def wait_for(path, process, timeout=120):
 
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
-ENV = {"PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}  # for torchrun's ranks
+# For torchrun's ranks: this checkout's dlrun (not the one the venv installed) and the tests' helpers.
+ENV = {"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
 
 
 def torchrun(*args, cwd, timeout=300, env=ENV):

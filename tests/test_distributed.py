@@ -93,6 +93,7 @@ def test_two_process_dlrun_writes_one_run_dir_and_learns(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/acc"] >= 0.95
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert json.loads((run_dir / "provenance.json").read_text())["device"] == "cpu"  # written by rank 0
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from test_sweep_helpers import HELPERS_ENV, TINY, job_record, one_line, only_sweep_dir, summary_rows
+from test_sweep_helpers import HELPERS_ENV, TINY, finished_sweep, job_record, one_line, only_sweep_dir, summary_rows
 
 from dlrun.sweep import cli, hparams, resources, summary
 from dlrun.sweep.record import JobRecord
@@ -38,10 +38,7 @@ def dlrun_summary(capsys, monkeypatch):
 @pytest.fixture(scope="module")
 def four_jobs(tmp_path_factory):
     """2 optimizers x 2 learning rates on digits."""
-    cwd = tmp_path_factory.mktemp("four")
-    result = run_cli("-m", "optimizer=adam,sgd", "optimizer.lr=1e-3,1e-2", *TINY, cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return result, only_sweep_dir(cwd)
+    return finished_sweep(tmp_path_factory.mktemp("four"), "optimizer=adam,sgd", "optimizer.lr=1e-3,1e-2")
 
 
 def test_each_job_has_its_numbered_dir_with_all_a_run_holds(four_jobs):

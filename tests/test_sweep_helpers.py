@@ -21,6 +21,15 @@ def only_sweep_dir(cwd: Path) -> Path:
     return sweeps[0]
 
 
+def finished_sweep(cwd: Path, *overrides: str):
+    """A real `dlrun -m OVERRIDES` with the TINY settings, run in cwd, that must succeed: its result and sweep dir."""
+    from conftest import run_cli
+
+    result = run_cli("-m", *overrides, *TINY, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result, only_sweep_dir(cwd)
+
+
 def job_record(job_dir: Path) -> dict:
     return json.loads((job_dir / "job.json").read_text())
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dlrun.errors import exit_on_bad_input
 from dlrun.sweep.record import STOP_FILE
 
 _running: Path | None = None  # the sweep dir of the sweep in progress in this process
@@ -22,6 +23,10 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         global _running
+        from dlrun.sweep.repeats import sweep_seeds
+
+        with exit_on_bad_input():
+            sweep_seeds(config)  # repeats=N: the seeds join the sweep
         _running = Path(config.hydra.sweep.dir)
         (_running / STOP_FILE).unlink(missing_ok=True)  # left by an earlier run of this sweep that stopped
 

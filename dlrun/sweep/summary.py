@@ -9,12 +9,12 @@ import io
 import math
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlrun import atomic
+from dlrun import atomic, provenance
 from dlrun.sweep.record import (
     COMPLETED,
     FAILED,
@@ -26,6 +26,7 @@ from dlrun.sweep.record import (
     read_metrics,
     write_json,
 )
+from dlrun.sweep.repeats import SEED, Repeat, Stat, group
 
 SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"
 OPTUNA_RESULTS = "optimization_results.yaml"  # written by dlrun's Optuna sweeper
@@ -65,6 +66,8 @@ class Summary:
     best: Job | None = None
     optuna: dict | None = None  # optimization_results.yaml of an Optuna search
     resume: str | None = None  # the command that finishes the sweep, when jobs are missing and none runs
+    repeats: list[Repeat] = field(default_factory=list)  # one per configuration when the jobs differ in seed
+    differences: dict = field(default_factory=dict)  # provenance.json keys whose values differ: {key: {value: dirs}}
 
     def counts(self) -> dict[str, int]:
         """Jobs by status, in STATUS_ORDER."""
@@ -91,6 +94,9 @@ def collect(sweep_dir: str | Path) -> Summary:
     varying, fixed = _split_overrides(jobs)
     summary = Summary(sweep_dir, jobs, varying, fixed, expected=_expected_jobs(multirun, len(jobs)))
     summary.best = _mark_best(jobs)
+    summary.repeats = group(jobs, varying)
+    records = {_relative(job.dir, sweep_dir): provenance.read(job.dir) for job in jobs}
+    summary.differences = provenance.differences({label: record for label, record in records.items() if record})
     optuna = _load_yaml(sweep_dir / OPTUNA_RESULTS)
     summary.optuna = OmegaConf.to_container(optuna) if optuna is not None else None
     summary.resume = _resume_command(summary, multirun)
@@ -296,21 +302,83 @@ def _write_files(summary: Summary) -> None:
             "optuna": summary.optuna,
             "resume": summary.resume,
             "jobs": rows(summary),
+            "repeats": [_repeat_row(repeat) for repeat in summary.repeats],
+            "provenance_differences": summary.differences,
         },
     )
     metric_names = sorted({name for job in summary.jobs for name in job.metrics})
-    header = ["job", "status", *summary.varying, "metric", "value", "best", "duration_s", "attempts"]
-    header += [*metric_names, "overrides", "note", "error", "dir"]
+    spread = bool(summary.repeats)  # a sweep with repeats: a std column after each metric, n, and a row per config
+
+    def with_std(name: str) -> list[str]:
+        return [name, f"{name} std"] if spread else [name]
+
+    header = ["job", *(["config"] if spread else []), "status", *summary.varying, "metric", *with_std("value")]
+    header += [*(["n"] if spread else []), "best", "duration_s", "attempts"]
+    header += [column for name in metric_names for column in with_std(name)]
+    header += ["overrides", "note", "error", "dir"]
+    config_of = {id(job): repeat.config for repeat in summary.repeats for job in repeat.jobs}
+    lines = [
+        {
+            "job": job.num,
+            "config": config_of.get(id(job)),
+            "status": job.status,
+            **row["params"],
+            "metric": job.metric,
+            "value": job.value,
+            "best": job.best,
+            "duration_s": row["duration_s"],
+            "attempts": job.attempts,
+            **job.metrics,
+            "overrides": " ".join(job.overrides),
+            "note": job.note,
+            "error": job.error,
+            "dir": row["dir"],
+        }
+        for job, row in zip(summary.jobs, rows(summary), strict=True)
+    ]
+    lines += [_repeat_line(repeat, summary) for repeat in summary.repeats]
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for job, row in zip(summary.jobs, rows(summary), strict=True):
-        writer.writerow(
-            [job.num, job.status, *(row["params"][key] for key in summary.varying), job.metric, job.value]
-            + [job.best, row["duration_s"], job.attempts, *(job.metrics.get(name) for name in metric_names)]
-            + [" ".join(job.overrides), job.note, job.error, _relative(job.dir, summary.sweep_dir)]
-        )
+    writer = csv.DictWriter(buffer, header, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(lines)
     atomic.write(summary.sweep_dir / SUMMARY_CSV, buffer.getvalue())
+
+
+def _repeat_line(repeat: Repeat, summary: Summary) -> dict:
+    """summary.csv's row of a configuration: job "mean", its seeds, the mean and std of each value over its completed
+    jobs and their count n."""
+    line = {"job": "mean", "config": repeat.config, "metric": repeat.metric, "n": len(repeat.completed)}
+    line |= {"status": ", ".join(f"{count} {status}" for status, count in _statuses(repeat).items())}
+    line |= {**repeat.params, SEED: " ".join(repeat.seeds), "best": repeat.best}
+    durations = [job.duration_s for job in repeat.completed if job.duration_s is not None]
+    line["duration_s"] = round(Stat.of(durations).mean, 2) if durations else None
+    for name, stat in [("value", repeat.value), *repeat.metrics.items()]:
+        if stat is not None:
+            line |= {name: stat.mean, f"{name} std": stat.std}
+    shared = [override for override in repeat.jobs[0].overrides if override.split("=", 1)[0] != SEED]
+    line["overrides"] = " ".join(shared)
+    line["dir"] = " ".join(_relative(job.dir, summary.sweep_dir) for job in repeat.jobs)
+    return line
+
+
+def _repeat_row(repeat: Repeat) -> dict:
+    """summary.json's entry of a configuration."""
+    return {
+        "config": repeat.config,
+        "params": repeat.params,
+        "jobs": [job.num for job in repeat.jobs],
+        "seeds": repeat.seeds,
+        "n": len(repeat.completed),
+        "metric": repeat.metric,
+        "value": None if repeat.value is None else asdict(repeat.value),
+        "best": repeat.best,
+        "metrics": {name: asdict(stat) for name, stat in repeat.metrics.items()},
+    }
+
+
+def _statuses(repeat: Repeat) -> dict[str, int]:
+    statuses = [job.status for job in repeat.jobs]
+    return {status: statuses.count(status) for status in STATUS_ORDER if status in statuses}
 
 
 def _relative(path: Path, sweep_dir: Path) -> str:

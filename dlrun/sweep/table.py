@@ -2,7 +2,9 @@
 
 import math
 
+from dlrun.provenance import PROVENANCE_FILE
 from dlrun.sweep.record import COMPLETED, FAILED, INTERRUPTED, NOT_RUN, PRUNED, RUNNING
+from dlrun.sweep.repeats import SEED, Stat
 from dlrun.sweep.summary import SUMMARY_CSV, SUMMARY_JSON, Job, Summary
 
 STATUS_STYLES = {
@@ -56,6 +58,65 @@ def table(summary: Summary, sort: bool = False, tests: bool = True, notes: bool 
             style="bold" if job.best else None,
         )
     return result
+
+
+def repeats_table(summary: Summary):
+    """One row per configuration of a sweep with repeats: mean ± std over its completed seeds, and their count n."""
+    from rich.table import Table
+
+    repeats = summary.repeats
+    others = [key for key in summary.varying if key != SEED]
+    metrics = {(repeat.metric, repeat.mode) for repeat in repeats}
+    metric, mode = next(iter(metrics))
+    value_header = f"{metric} {'↓' if mode == 'min' else '↑'}" if len(metrics) == 1 else "monitored"
+    test_names = sorted({name for repeat in repeats for name in repeat.metrics if name.startswith("test/")})
+    result = Table(title="mean ± std over the seeds (sample std), per configuration")
+    result.add_column("config", justify="right", no_wrap=True)
+    for header in _short_names(others):
+        result.add_column(header, overflow="fold", min_width=min(len(header), 10))
+    result.add_column("n", justify="right", no_wrap=True)
+    result.add_column("seeds", overflow="fold")
+    for header in (value_header, *test_names):
+        result.add_column(header, justify="right", no_wrap=True)
+    for repeat in repeats:
+        result.add_row(
+            f"{repeat.config}{' ★' if repeat.best else ''}",
+            *(_param(repeat.params.get(key)) for key in others),
+            _count(repeat),
+            " ".join(repeat.seeds),
+            _spread(repeat.value),
+            *(_spread(repeat.metrics.get(name)) for name in test_names),
+            style="bold" if repeat.best else None,
+        )
+    return result
+
+
+def differences(summary: Summary) -> str:
+    """The provenance.json keys in which the jobs differ, each value with the job dirs that had it."""
+    from rich.markup import escape
+
+    lines = [f"[yellow]the jobs differ in their {PROVENANCE_FILE}:[/]"]
+    for key, by_value in summary.differences.items():
+        values = "; ".join(f"{_json_text(value)} in {', '.join(dirs)}" for value, dirs in by_value.items())
+        lines.append(f"  {escape(key)}: {escape(values)}")
+    return "\n".join(lines)
+
+
+def _json_text(value: str) -> str:
+    """A value as provenance.differences keeps it (JSON), strings without their quotes."""
+    return value[1:-1] if value.startswith('"') and value.endswith('"') else value
+
+
+def _count(repeat) -> str:
+    """n: the completed jobs the statistics are over, "2 of 3" when a seed failed or has not run yet."""
+    done, jobs = len(repeat.completed), len(repeat.jobs)
+    return str(done) if done == jobs else f"{done} of {jobs}"
+
+
+def _spread(stat: Stat | None) -> str:
+    if stat is None:
+        return "—"
+    return _number(stat.mean) if stat.std is None else f"{_number(stat.mean)} ± {stat.std:.2g}"
 
 
 def _short_names(keys: list[str]) -> list[str]:
@@ -137,6 +198,10 @@ def show(summary: Summary, sort: bool = False) -> None:
         if fits:
             break
     console.print(shown)
+    if summary.repeats:
+        console.print(repeats_table(summary))
+    if summary.differences:
+        console.print(differences(summary), soft_wrap=True)
 
 
 def _finite(value) -> bool:
