@@ -64,7 +64,7 @@ class ClassificationReport(Callback):
             return
         step = trainer.state.step
         writer.add_image(f"{split}/confusion_matrix", confusion_image(report["matrix"], class_names), step)
-        for name, index in zip(class_names, range(len(class_names)), strict=True):
+        for index, name in enumerate(class_names):
             for metric in ("precision", "recall", "f1"):
                 writer.add_scalar(f"{split}/{metric}/{tag_name(name)}", report[metric][index], step)
             if split == "test":
