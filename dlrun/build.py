@@ -188,11 +188,8 @@ def trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
             continue
         key = f"callbacks.{name}"
         callback = instantiate(node, key)
-        if node.get("_partial_"):
-            try:
-                callback = callback(run_dir=run_dir, config=config)
-            except (TypeError, ValueError) as error:  # a value of the user's the callback cannot take
-                raise _not_built(key, node, error) from error
+        if node.get("_partial_"):  # dlrun supplies run_dir= and config=, those of the two the callback takes
+            callback = _call(callback, {"run_dir": run_dir, "config": config}, key, node)
         callbacks.append(callback)
     return Trainer(**OmegaConf.to_container(cfg.trainer), callbacks=callbacks)
 

@@ -21,10 +21,15 @@ def parameter_count(console: Console, model) -> None:
     console.print(f"model: [bold]{type(model).__name__}[/] with {total:,} parameters ({trainable:,} trainable)")
 
 
-def results_table(metrics: dict[str, float]) -> Table:
+def results_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]] | None = None) -> Table:
+    """The network's metrics, with a column per baseline (dlrun/baselines.py) beside its test metrics."""
+    baselines = baselines or {}
     table = Table(title="results")
     table.add_column("metric (best checkpoint)")
     table.add_column("value", justify="right")
+    for name in baselines:
+        table.add_column(name, justify="right")
     for name, value in metrics.items():
-        table.add_row(name, f"{value:.4f}")
+        beside = (baseline.get(name) for baseline in baselines.values())
+        table.add_row(name, f"{value:.4f}", *("" if other is None else f"{other:.4f}" for other in beside))
     return table

@@ -1,4 +1,4 @@
-"""run(cfg, run_dir): seed, build, fit, test on the best checkpoint, write model.pt and metrics.json."""
+"""run(cfg, run_dir): seed, build, fit, test the best checkpoint and the baselines, write model.pt and metrics.json."""
 
 import json
 import random
@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dlrun import build, distributed, provenance, report
+from dlrun import baselines, build, distributed, provenance, report
 from dlrun.checkpoint import load, load_weights, serialize, write_files
 from dlrun.distributed import World
 from dlrun.trainer import TrainingInterrupted, resolve_device
@@ -54,9 +54,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     metrics = trainer.test(task, data, distributed.broadcast_from_main(best_weights))
     if not world.is_main:  # rank 0 alone writes and prints the results
         return None
-    metrics_json = (json.dumps(metrics, indent=2) + "\n").encode()
+    reference = baselines.test_metrics(task, data)  # simple models' test metrics, to set beside the network's
+    metrics_json = (json.dumps(metrics | ({"baselines": reference} if reference else {}), indent=2) + "\n").encode()
     write_files({run_dir / "model.pt": serialize(task.model.state_dict()), run_dir / "metrics.json": metrics_json})
-    console.print(report.results_table(metrics))
+    console.print(report.results_table(metrics, reference))
     print(run_dir if cfg.quiet else f"run dir: {run_dir}")  # the one line a quiet run prints
     return metrics.get(OmegaConf.select(cfg, "callbacks.checkpoint.monitor", default="val/loss"))
 

@@ -46,8 +46,10 @@ def test_every_model_trains_on_every_dataset_that_fits(model, dataset, run_dir):
     data = [f"experiment={dataset}"] if dataset == "diabetes" else [f"dataset={dataset}"]  # with its regression loss
     run(compose_config(f"model={model}", *data, *FAST, *smaller, *OWN_TASK.get(model, [])), run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    baselines = metrics.pop("baselines", {})  # supervised tasks have some (test_baselines.py), the others none
     assert all(name.split("/")[0] in ("val", "test") for name in metrics)
     assert all(torch.isfinite(torch.tensor(value)) or name.endswith("auroc") for name, value in metrics.items())
+    assert all(set(baseline) <= metrics.keys() for baseline in baselines.values())  # the network's test/* names
 
 
 @pytest.mark.parametrize("model", IMAGE_MODELS)

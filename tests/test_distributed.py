@@ -1,5 +1,6 @@
 """DDP on CPU with gloo, started by the real torchrun (python -m torch.distributed.run)."""
 
+import csv
 import json
 import math
 import socket
@@ -94,6 +95,9 @@ def test_two_process_dlrun_writes_one_run_dir_and_learns(tmp_path):
     assert metrics["test/acc"] >= 0.95
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert json.loads((run_dir / "provenance.json").read_text())["device"] == "cpu"  # written by rank 0
+    # rank 0 wrote the per-class results of both ranks' shares of the test split
+    supports = [int(row["support"]) for row in csv.DictReader((run_dir / "test_per_class.csv").open())]
+    assert sum(supports) == build.data(compose_config()).size("test")
 
 
 @pytest.mark.slow

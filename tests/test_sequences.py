@@ -51,7 +51,7 @@ def test_every_recurrent_option_trains_on_digits_and_the_time_series(option, run
         compose_config(f"model={option}", "experiment=timeseries", "model.dropout=0.1", "model.num_layers=2", *FAST),
         tmp_path,
     )
-    assert "test/naive_mse" in json.loads((tmp_path / "metrics.json").read_text())
+    assert "test/mse" in json.loads((tmp_path / "metrics.json").read_text())["baselines"]["naive_forecast"]
 
 
 def test_bad_recurrent_settings_are_config_errors():
@@ -95,9 +95,10 @@ def test_the_forecast_task_reports_the_naive_forecast_beside_the_model(run_dir):
     series = timeseries.read_series(None, "sunspots")
     test_count = round((len(series) - 24) * 0.15)
     actual, previous = series[-test_count:], series[-test_count - 1 : -1]
-    assert metrics["test/naive_mse"] == pytest.approx(np.mean((actual - previous) ** 2), rel=1e-4)
-    assert metrics["test/naive_mae"] == pytest.approx(np.mean(np.abs(actual - previous)), rel=1e-4)
-    assert {"test/mse", "test/mae", "val/mse", "val/naive_mse"} <= metrics.keys()
+    naive = metrics["baselines"]["naive_forecast"]  # dlrun/baselines.py
+    assert naive["test/mse"] == pytest.approx(np.mean((actual - previous) ** 2), rel=1e-4)
+    assert naive["test/mae"] == pytest.approx(np.mean(np.abs(actual - previous)), rel=1e-4)
+    assert {"test/mse", "test/mae", "val/mse"} <= metrics.keys()
 
 
 @pytest.mark.parametrize(
@@ -131,7 +132,7 @@ def test_cli_forecasts_a_user_csv_column(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert "test/naive_mse" in result.stdout and "test/mse" in result.stdout  # printed beside each other
+    assert "naive_forecast" in result.stdout and "test/mse" in result.stdout  # printed beside each other
     metrics = json.loads((only_run_dir(tmp_path / "outputs") / "metrics.json").read_text())
     assert metrics["test/mse"] > 0
 

@@ -27,12 +27,20 @@ def test_a_run_writes_checkpoints_model_and_metrics(run_dir):
     assert checkpoint["preprocessing"]["class_names"] == [str(digit) for digit in range(10)]
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 8
     assert checkpoint["config"]["optimizer"]["lr"] == 0.001
-    assert set(checkpoint["callbacks"]) == {"EarlyStopping", "EMA", "Checkpoint", "TensorBoard", "Progress"}
+    assert set(checkpoint["callbacks"]) == {
+        "EarlyStopping",
+        "EMA",
+        "Checkpoint",
+        "TensorBoard",
+        "ClassificationReport",
+        "Progress",
+    }
     network = model_for(compose_config())
     network.load_state_dict(torch.load(run_dir / "model.pt"))  # a plain state_dict, the primer's way
     metrics = json.loads((run_dir / "metrics.json").read_text())
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     assert best["callbacks"]["Checkpoint"]["best"] == pytest.approx(metrics["val/loss"], rel=1e-5)
+    assert set(metrics.pop("baselines")) == {"majority_class"}
     assert set(metrics) == {"val/loss", "val/acc", "val/top5_acc", "test/loss", "test/acc", "test/top5_acc"}
 
 

@@ -24,6 +24,10 @@ class Callback:
         val/* (on validation epochs) and train/lr. Callbacks run in the order given: one that saves the state
         (checkpoint) comes after those whose state it saves."""
 
+    def on_evaluation_end(self, trainer, split: str, outputs, targets) -> None:
+        """After the evaluation of a split (val each validation epoch and again at test time, test at the end): the
+        task's outputs and targets of every sample evaluated, gathered from all ranks, before its metrics."""
+
     def on_interrupt(self, trainer) -> None:
         """SIGINT or SIGTERM stopped training mid-epoch, after a whole optimizer step."""
 

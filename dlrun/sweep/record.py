@@ -75,10 +75,12 @@ def process_alive(pid: int) -> bool:
 
 
 def read_metrics(job_dir: str | Path) -> dict[str, float] | None:
+    """The network's val/* and test/* metrics; the baselines' beside them (under "baselines") are left out."""
     try:
-        return json.loads((Path(job_dir) / METRICS_FILE).read_text())
+        metrics = json.loads((Path(job_dir) / METRICS_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return {name: value for name, value in metrics.items() if name != "baselines"}
 
 
 def write_json(path: Path, data) -> None:

@@ -184,6 +184,7 @@ class Trainer:
         # Under torchrun each rank evaluated its shard: the sums add up, the samples are gathered back in order.
         loss_sum, count = distributed.sum_across_ranks(totals).tolist()
         output, target = (distributed.gather_shards(torch.cat(parts), int(count)) for parts in (outputs, targets))
+        self._emit("on_evaluation_end", split, output, target)
         metrics = {"loss": loss_sum / count} if "loss" in task.metric_names() else {}
         metrics |= task.compute_metrics(output, target)
         return {f"{split}/{name}": value for name, value in metrics.items()}
