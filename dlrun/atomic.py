@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from dlrun import pause
+
 
 def write(path: Path, contents: bytes | str) -> None:
     """contents (a str as UTF-8) to a temporary file beside path, flushed to disk, then renamed to path; its folder is
@@ -15,6 +17,7 @@ def write(path: Path, contents: bytes | str) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        pause.point(f"write:{path.name}")  # a test's signal lands mid-write (dlrun.pause)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -98,10 +98,12 @@ def main() -> None:
     with exit_on_bad_input():
         check_group_overrides(parsed)
     sys.argv += quiet_rank_overrides(sys.argv[1:])
+    from dlrun.signals import requests
     from dlrun.sweep import callback
 
     try:
-        _job()
+        with requests.caught():  # from start-up on, a signal stops the run at its next safe point (dlrun.signals)
+            _job()
     except SystemExit as exit_:
         # Hydra exits with 1 for an unknown option, key or malformed override; that is bad input too.
         if exit_.code == 1 and not _job_started:

@@ -13,6 +13,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dlrun.errors import ConfigError
+from dlrun.signals import check_preemption_signal
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # An installed wheel carries the configs inside the package; a source checkout keeps them at the top.
@@ -61,6 +62,7 @@ class TrainerConfig:
     compile: bool = MISSING
     channels_last: bool = MISSING
     data_on_device: Any = MISSING  # auto | true | false
+    preemption_signal: str | None = MISSING
 
 
 @dataclass
@@ -166,6 +168,7 @@ def _check_trainer(cfg: DictConfig) -> list[str]:
     on_device = trainer.data_on_device
     if not (isinstance(on_device, bool) or on_device == "auto"):
         problems.append(f"trainer.data_on_device = {on_device}: unknown; type trainer.data_on_device=auto|true|false")
+    problems += check_preemption_signal(trainer.preemption_signal)
     if trainer.nonfinite_loss not in ("stop", "skip"):
         problems.append(f"trainer.nonfinite_loss = {trainer.nonfinite_loss}: unknown; type stop or skip")
     clip = trainer.gradient_clip_val

@@ -9,19 +9,41 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dlrun import baselines, build, distributed, provenance, report
+from dlrun import baselines, build, distributed, pause, provenance, report
 from dlrun.checkpoint import load, load_weights, serialize, write_files
 from dlrun.distributed import World
-from dlrun.trainer import TrainingInterrupted, resolve_device
+from dlrun.signals import requests, stop_signals
+from dlrun.trainer import State, TrainingInterrupted, resolve_device
+
+# What a stop in each phase leaves behind, after "SIGINT: stopped ...".
+LEFT_BEHIND = {
+    "start-up": "before training; nothing was written",
+    "training": "after step {step} (epoch {epoch}, batch {batch}); saved {last}",
+    "validation": "during epoch {epoch}'s validation, its training done (step {step}); saved {last}",
+    "saving": "while the final checkpoint was written; training is done and saved in {last}",
+    "test": "during the final test; training is done and saved in {last}",
+}
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
-    """Train, validate and test one configuration; returns the monitored metric of the best checkpoint."""
+    """Train, validate and test one configuration; returns the monitored metric of the best checkpoint. A stop signal
+    in any phase ends it after the step or batch at hand, with exit code 128 + the signal (130 for SIGINT)."""
     world = World.from_env()
-    if world.distributed:  # one run dir for the whole job: rank 0's
-        distributed.init_process_group(resolve_device(cfg.trainer.device, world.local_rank))
-        run_dir = distributed.broadcast_from_main(str(run_dir))
-    run_dir = Path(run_dir)
+    with requests.caught(*stop_signals(cfg.trainer.preemption_signal)):
+        if world.distributed:  # one run dir for the whole job: rank 0's
+            distributed.init_process_group(resolve_device(cfg.trainer.device, world.local_rank))
+            run_dir = distributed.broadcast_from_main(str(run_dir))
+        run_dir = Path(run_dir)
+        try:
+            return _run(cfg, run_dir, world)
+        except TrainingInterrupted as interrupted:
+            if world.is_main:
+                _explain_interruption(interrupted, run_dir)
+            requests.hand_on_to_scheduler(interrupted.signum)  # submitit's handler requeues the job
+            raise SystemExit(128 + interrupted.signum) from None  # 130 for SIGINT, 143 for SIGTERM
+
+
+def _run(cfg: DictConfig, run_dir: Path, world: World) -> float | None:
     console = Console(quiet=cfg.quiet or not world.is_main)
     if cfg.print_config:
         console.print(report.config_tree(OmegaConf.to_container(cfg, resolve=True)))
@@ -41,13 +63,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     schedulers = build.schedulers(cfg, optimizers, trainer.optimizer_steps_per_epoch(data))
     resume_from = _resume_checkpoint(_checkpoint_to_resume(cfg, run_dir), model)
     report.parameter_count(console, model)
+    pause.point("startup")
+    _stop_if_requested("start-up", trainer.state)
+    trainer.fit(task, data, optimizers, schedulers, checkpoint=resume_from)
+    _stop_if_requested("saving", trainer.state)  # a signal while on_fit_end wrote the last files
+    return _test(cfg, run_dir, trainer, task, data, console, world)
 
-    try:
-        trainer.fit(task, data, optimizers, schedulers, checkpoint=resume_from)
-    except TrainingInterrupted as interrupted:
-        if world.is_main:
-            _explain_interruption(interrupted, run_dir)
-        raise SystemExit(128 + interrupted.signum) from None  # 130 for SIGINT, 143 for SIGTERM
+
+def _test(cfg, run_dir: Path, trainer, task, data, console: Console, world: World) -> float | None:
     best = run_dir / "checkpoints" / "best.pt"
     best_weights = load(best, key="best checkpoint")["model"] if world.is_main and best.is_file() else None
     # Every rank tests its shard of the splits with rank 0's best weights (its disk may be the only one holding them).
@@ -62,12 +85,18 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
     return metrics.get(OmegaConf.select(cfg, "callbacks.checkpoint.monitor", default="val/loss"))
 
 
+def _stop_if_requested(phase: str, state: State) -> None:
+    if requests.signum is not None:
+        raise TrainingInterrupted(requests.signum, state, phase)
+
+
 def _explain_interruption(interrupted: TrainingInterrupted, run_dir: Path) -> None:
-    """Said on stderr, also by a quiet run: where the state is and how to continue."""
+    """Said on stderr, also by a quiet run: the phase stopped, where the state is and how to continue."""
     state = interrupted.state
+    last = run_dir / "checkpoints" / "last.pt"
+    where = LEFT_BEHIND[interrupted.phase].format(step=state.step, epoch=state.epoch + 1, batch=state.batch, last=last)
     Console(stderr=True).print(
-        f"[yellow]{signal.Signals(interrupted.signum).name}[/]: stopped after step {state.step} "
-        f"(epoch {state.epoch + 1}, batch {state.batch}); saved {run_dir / 'checkpoints' / 'last.pt'}\n"
+        f"[yellow]{signal.Signals(interrupted.signum).name}[/]: stopped {where}\n"
         f"resume with:  dlrun resume=auto hydra.run.dir={run_dir} <the same overrides>",
         soft_wrap=True,
     )

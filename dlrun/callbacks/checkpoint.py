@@ -113,6 +113,10 @@ class Checkpoint(Callback):
         self.top_k = self.top_k[: self.save_top_k]
         return [self.directory / name] if (value, name) in self.top_k else []
 
+    def on_fit_start(self, trainer) -> None:
+        for stale in self.directory.glob(".*.tmp"):  # a write that a killed process left unfinished
+            stale.unlink()
+
     def on_train_epoch_start(self, trainer, num_batches: int) -> None:
         self.owed_live = False  # the state changes from the first batch on (weights, batch-norm statistics, RNG)
 

@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from dlrun import distributed
+from dlrun import distributed, pause
 from dlrun.callbacks.base import Callback
 from dlrun.data.module import DataModule
 from dlrun.distributed import World
 from dlrun.errors import ConfigError
 from dlrun.schedulers import ScheduledLR
-from dlrun.signals import StopRequests
+from dlrun.signals import requests, stop_signals
 from dlrun.tasks.base import Task
 from dlrun.trainer.metric_sums import EpochSums
 from dlrun.trainer.optimization import Optimization, learning_rates, step_schedulers
@@ -42,16 +42,16 @@ class State:
     batch: int = 0  # training batches done in the current epoch (non-zero only in a mid-epoch checkpoint)
     should_stop: bool = False  # a callback sets it to end training after this epoch
     metrics: dict[str, float] = field(default_factory=dict)  # the latest epoch's metrics
-    interrupted_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped training mid-epoch
     skipped_batches: int = 0  # batches whose loss was NaN or infinite, skipped (nonfinite_loss=skip)
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on SIGINT or SIGTERM after the current step; callbacks have saved the state."""
+    """A stop signal (dlrun.signals) ended a phase after its current step or batch; in training and validation the
+    callbacks have saved the state."""
 
-    def __init__(self, signum: int, state: State):
-        self.signum, self.state = signum, state
-        super().__init__(f"interrupted by signal {signum} at epoch {state.epoch + 1}, step {state.step}")
+    def __init__(self, signum: int, state: State, phase: str = "training"):
+        self.signum, self.state, self.phase = signum, state, phase  # phase: start-up, training, validation, test, ...
+        super().__init__(f"interrupted by signal {signum} in {phase} at epoch {state.epoch + 1}, step {state.step}")
 
 
 class NonFiniteLoss(ConfigError):
@@ -76,6 +76,7 @@ class Trainer:
         compile: bool,
         channels_last: bool,
         data_on_device: bool | str,
+        preemption_signal: str | None,
         callbacks: Sequence[Callback] = (),
     ):
         """The keys of conf/trainer/default.yaml, which gives each its default and meaning (there only:
@@ -98,10 +99,12 @@ class Trainer:
         self.log_every_n_steps = log_every_n_steps
         self.skip_nonfinite = nonfinite_loss == "skip"
         self.compile = compile
+        self.stop_signals = stop_signals(preemption_signal)  # each ends a phase after its current step or batch
         # Under torchrun only rank 0 prints, logs and saves; early stopping decides on every rank alike.
         self.callbacks = [c for c in callbacks if self.world.is_main or c.on_every_rank]
         self.state = State()
-        self._stop_requests = StopRequests()  # entered during fit: a SIGINT/SIGTERM ends it after the current step
+        self.epoch_sums: EpochSums | None = None  # the training metrics of the epoch in progress
+        self._resumed_sums: dict | None = None  # a mid-epoch checkpoint's sums, for the epoch it resumes
         self.task: Task | None = None
         self.network: torch.nn.Module | None = None  # the task's model, unwrapped from DistributedDataParallel
         # What validation scores and best.pt holds instead of the network, set by a callback (callbacks.ema's average)
@@ -140,16 +143,16 @@ class Trainer:
         if self.compile:
             task.model = torch.compile(task.model)
         self._emit("on_fit_start")
-        try:
-            with StopRequests() as self._stop_requests:
+        with requests.caught(*self.stop_signals):
+            try:
                 while self.state.epoch < self.max_epochs and not self.state.should_stop:
                     self._run_epoch(task, data)
-                    if self.state.interrupted_by is not None:
-                        self._emit("on_interrupt")
-                        raise TrainingInterrupted(self.state.interrupted_by, self.state)
-        finally:
-            task.model = self.network
-            self._emit("on_fit_end")
+            except TrainingInterrupted:
+                self._emit("on_interrupt")
+                raise
+            finally:
+                task.model = self.network
+                self._emit("on_fit_end")
         return self.state
 
     def test(self, task: Task, data: DataModule, weights: dict[str, Tensor] | None = None) -> dict[str, float]:
@@ -161,13 +164,18 @@ class Trainer:
             task.model.load_state_dict(weights)
         task.model.to(self.device)
         self.placement.put_data(data)
-        metrics = self.evaluate(task, data, "val") | self.evaluate(task, data, "test")
+        with requests.caught(*self.stop_signals):
+            pause.point("test")
+            metrics = self.evaluate(task, data, "val", phase="test") | self.evaluate(task, data, "test")
+            self._check_stop("test", agree=True)
         self._emit("on_test_end", metrics)
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, task: Task, data: DataModule, split: str) -> dict[str, float]:
-        """The task's metrics over a whole split, named split/name."""
+    def evaluate(self, task: Task, data: DataModule, split: str, phase: str | None = None) -> dict[str, float]:
+        """The task's metrics over a whole split, named split/name; a stop signal ends it after a batch, as the
+        phase (validation of the val split, else test) named."""
+        phase = phase or ("validation" if split == "val" else "test")
         task.model.eval()
         loss_sums, outputs, targets = [], [], []  # per batch: loss times batch size, outputs, targets
         place = self.placement.placer(data)
@@ -178,6 +186,7 @@ class Trainer:
                 loss_sums.append(step["loss"].float() * len(step["target"]))
             outputs.append(step["output"].float())
             targets.append(step["target"])
+            self._check_stop(phase, agree=False)
         loss_sum = torch.stack(loss_sums).sum() if loss_sums else torch.zeros((), device=self.device)
         samples = torch.tensor(float(sum(len(target) for target in targets)), device=self.device)
         totals = torch.stack([loss_sum, samples])
@@ -191,6 +200,8 @@ class Trainer:
 
     def _validate(self, task: Task, data: DataModule) -> dict[str, float]:
         """The val metrics of the evaluation model when a callback set one, else of the network."""
+        self._check_stop("validation", agree=True)  # a signal in the epoch's last steps, under torchrun
+        pause.point("validation")
         if self.evaluation_model is None:
             return self.evaluate(task, data, "val")
         trained, task.model = task.model, self.evaluation_model
@@ -206,14 +217,12 @@ class Trainer:
     def _run_epoch(self, task: Task, data: DataModule) -> None:
         epoch = self.state.epoch
         metrics = self._train_epoch(task, data, epoch)
-        if self.state.interrupted_by is not None:
-            return
         if (epoch + 1) % self.check_val_every_n_epoch == 0 or epoch + 1 == self.max_epochs:
-            metrics |= self._validate(task, data)
+            metrics |= self._validate(task, data)  # interrupted, last.pt resumes at this validation
         metrics |= learning_rates(self.optimizers)
         step_schedulers(self.schedulers, "epoch", metrics)
         self.state.metrics = metrics
-        self.state.epoch += 1
+        self.state.epoch, self.state.batch, self.epoch_sums = epoch + 1, 0, None
         self._emit("on_epoch_end", metrics)
 
     def _train_epoch(self, task: Task, data: DataModule, epoch: int) -> dict[str, float]:
@@ -221,7 +230,10 @@ class Trainer:
         manual = task.manual_optimization
         num_batches = self._num_batches(data.num_batches("train"))  # this rank's share
         self._emit("on_train_epoch_start", num_batches)
-        epoch_sums = EpochSums(task, self.device)
+        self.epoch_sums = epoch_sums = EpochSums(task, self.device)
+        if self._resumed_sums:  # the sums of the batches a mid-epoch checkpoint did
+            epoch_sums.load_state_dict(self._resumed_sums)
+        self._resumed_sums = None
         checked_step = self.state.step  # the summed loss was finite up to this step
         resumed = self.state.batch  # a resumed epoch skips the batches done, without reading them
         batches = itertools.islice(data.batches("train", epoch, start=resumed), num_batches - resumed)
@@ -252,12 +264,10 @@ class Trainer:
                 if loss is not None:
                     self._emit("on_log", {"train/loss": loss.item()})
             self._emit("on_train_step_end")
-            if self._stop_requested():
-                self.state.interrupted_by = self._stop_requests.signum or signal.SIGTERM
-                return {}
+            pause.point("train_step")
+            self._check_stop("training", agree=self.state.step % STOP_AGREEMENT_STEPS == 0)
         sums = epoch_sums.read()  # empty when nonfinite_loss=skip skipped every batch
         self._check_finite(sums, checked_step)
-        self.state.batch = 0
         means = epoch_sums.means(sums)
         if self.skip_nonfinite:
             means["skipped_batches"] = self.state.skipped_batches
@@ -269,12 +279,16 @@ class Trainer:
         NaN or infinite: DDP's backward is a collective that all ranks join or none."""
         return distributed.any_rank(not torch.isfinite(loss), self.device)
 
-    def _stop_requested(self) -> bool:
-        """A SIGINT/SIGTERM arrived; under torchrun the ranks agree on it every STOP_AGREEMENT_STEPS steps."""
-        requested = self._stop_requests.signum is not None
-        if not self.world.distributed:
-            return requested
-        return self.state.step % STOP_AGREEMENT_STEPS == 0 and distributed.any_rank(requested, self.device)
+    def _check_stop(self, phase: str, *, agree: bool) -> None:
+        """After a whole step or batch: TrainingInterrupted if a stop signal arrived. Under torchrun only where agree
+        is true (every rank calls it there), when the signal reached any rank: they stop at the same step."""
+        signum = requests.signum
+        if self.world.distributed:
+            if not (agree and distributed.any_rank(signum is not None, self.device)):
+                return
+        elif signum is None:
+            return
+        raise TrainingInterrupted(signum or signal.SIGTERM, self.state, phase)
 
     def _check_finite(self, sums: dict[str, float], checked_step: int) -> int:
         """Once per log interval and epoch: a NaN or infinite value makes its epoch sum so from that step on."""
@@ -318,6 +332,8 @@ class Trainer:
             "epoch": self.state.epoch,
             "step": self.state.step,
             "batch": self.state.batch,
+            "should_stop": self.state.should_stop,  # early stopping ended training: a resume goes on to the test
+            "epoch_sums": self.epoch_sums.state_dict() if self.state.batch and self.epoch_sums else {},
             "model": self.network.state_dict(),
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "schedulers": [scheduled.scheduler.state_dict() for scheduled in self.schedulers],
@@ -338,6 +354,8 @@ class Trainer:
             checkpoint["step"],
             checkpoint["batch"],
         )
+        self.state.should_stop = checkpoint.get("should_stop", False)
+        self._resumed_sums = checkpoint.get("epoch_sums") or None
         self.network.load_state_dict(checkpoint["model"])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(checkpoint["optimizers"][name])

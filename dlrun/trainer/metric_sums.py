@@ -36,6 +36,35 @@ class EpochSums:
         """The epoch's mean of each metric, from the sums read()."""
         return {name: total / self.counts[name] for name, total in sums.items()}
 
+    def state_dict(self) -> dict:
+        """The sums so far, for a mid-epoch checkpoint (tensors and plain containers). The steps not summed yet keep
+        their per-batch metrics, summed after a resume in the same groups as by a run never stopped (the same float
+        sums); their outputs go into task.training_metrics' counts now (whole numbers: any grouping sums alike)."""
+        self._add_outputs()
+        pending = [{name: _detached(value) for name, value in step.items()} for step in self.pending]
+        return {"totals": dict(self.totals), "counts": dict(self.counts), "pending": pending}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.totals = {name: total.to(self.device) for name, total in state["totals"].items()}
+        self.counts = dict(state["counts"])
+        self.pending = [
+            {name: value.to(self.device) if isinstance(value, Tensor) else value for name, value in step.items()}
+            for step in state["pending"]
+        ]
+
+    @torch.no_grad()
+    def _add_outputs(self) -> None:
+        """The pending steps' outputs and targets into task.training_metrics' sums; the steps keep their metrics."""
+        kept = [(step.pop("output"), step.pop("target")) for step in self.pending if "output" in step]
+        if kept:
+            outputs, targets = zip(*kept, strict=True)
+            self._add(self.task.training_metrics(torch.cat(outputs), torch.cat(targets)))
+
+    def _add(self, sums: dict[str, tuple[Tensor, int]]) -> None:
+        for name, (total, count) in sums.items():
+            self.totals[name] = self.totals[name] + total if name in self.totals else total.float()
+            self.counts[name] = self.counts.get(name, 0) + count
+
     @torch.no_grad()
     def _add_pending(self) -> None:
         """Add the pending steps' metrics to the sums, and forget the steps: a few operations per log interval (or
@@ -49,11 +78,10 @@ class EpochSums:
             values = [step[name] for step in steps if name in step]
             values = torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values)
             sums[name] = (values.to(self.device, torch.float32).sum(), len(values))  # bf16 would round the sum
-        kept = [(step["output"], step["target"]) for step in steps if "output" in step]
-        if kept:
-            outputs, targets = zip(*kept, strict=True)
-            sums |= self.task.training_metrics(torch.cat(outputs), torch.cat(targets))
-        for name, (total, count) in sums.items():
-            self.totals[name] = self.totals[name] + total if name in self.totals else total.float()
-            self.counts[name] = self.counts.get(name, 0) + count
+        self._add(sums)
+        self._add_outputs()
         steps.clear()
+
+
+def _detached(value):
+    return value.detach() if isinstance(value, Tensor) else value
