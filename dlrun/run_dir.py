@@ -5,8 +5,8 @@ dir's .hydra/ files and log: a run dir that holds an earlier run's checkpoints o
 run resumes it (resume=auto, or a ckpt_path inside it), and so is a disk with too little room to start; then the run
 dir is locked (a POSIX lock, lockf, on its .dlrun.lock, which holds the PID: the OS frees it when the process ends,
 even by SIGKILL, and forked DataLoader workers that outlive a killed run for a moment do not hold it, as they would an
-flock). A run dir that another process holds, or that cannot be created or written, exits 2 naming it. Sweeps are
-not guarded here (dlrun.sweep.job resumes their job dirs). Imports no torch.
+flock). A run dir that another process holds, or that cannot be created or written, exits 2 naming it. A sweep's
+jobs are not guarded here: dlrun.sweep.job resumes their job dirs and takes the same lock on each. Imports no torch.
 """
 
 import fcntl
@@ -59,9 +59,10 @@ def refuse_an_earlier_run(run_dir: Path, ckpt_path: str | None, resume: str) -> 
         )
 
 
-def lock(run_dir: Path) -> int:
+def lock(run_dir: Path, *, key: str = "hydra.run.dir", instead: str = "leave hydra.run.dir out (a new run dir)") -> int:
     """Create run_dir if need be and hold its lock file, this process's PID written in it: the open descriptor.
-    A ConfigError naming the holder when another process holds it, or naming run_dir when it cannot be written."""
+    A ConfigError naming the holder when another process holds it, or naming run_dir when it cannot be written;
+    key is what the message calls run_dir, instead what else to type."""
     path = run_dir / LOCK_FILE
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,8 +75,8 @@ def lock(run_dir: Path) -> int:
         holder = _holder(descriptor)
         os.close(descriptor)
         raise ConfigError(
-            f"hydra.run.dir = {run_dir}: in use by dlrun process {holder} (it holds {path}); wait for it to end "
-            "(or stop it), or leave hydra.run.dir out (a new run dir)"
+            f"{key} = {run_dir}: in use by dlrun process {holder} (it holds {path}); wait for it to end "
+            f"(or stop it), or {instead}"
         ) from None
     try:
         os.ftruncate(descriptor, 0)

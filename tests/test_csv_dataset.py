@@ -119,7 +119,7 @@ def test_training_through_the_config(houses, tmp_path, loss, target, metric):
         ({"target": "band", "in_shape": [3]}, r"dataset.in_shape = \[3\]: .* encode to 6 numbers"),
         (
             {"target": "band", "max_categories": 2},
-            "column town has 3 distinct text .* raise dataset.max_categories",
+            "column town has 3 distinct values .* raise dataset.max_categories",
         ),
     ],
 )
@@ -130,15 +130,50 @@ def test_bad_settings_are_config_errors_naming_the_key(houses, settings, message
         load(**arguments)
 
 
-def test_a_ragged_file_names_the_line(tmp_path):
+@pytest.mark.parametrize(("row", "cells"), [("4,5", 2), ("4,5,6,7", 4)])
+def test_a_ragged_file_names_the_row(tmp_path, row, cells):
     path = tmp_path / "ragged.csv"
-    path.write_text("a,b,c\n1,2,3\n4,5\n")
-    with pytest.raises(ConfigError, match="line 3 has 2 cells, the header 3"):
+    path.write_text(f"a,b,c\n1,2,3\n{row}\n")
+    with pytest.raises(
+        ConfigError, match=rf"ragged.csv: a row has {cells} cells, the header 3 \({row}\); fix the file"
+    ):
         load(path=str(path), target="c", num_classes=None)
 
 
-def test_semicolons_are_read_too(tmp_path):
-    path = tmp_path / "semicolons.csv"
-    path.write_text("a;b;label\n" + "\n".join(f"{i};{i * 2};{'yes' if i % 2 else 'no'}" for i in range(30)) + "\n")
-    data = build.data(compose_config("dataset=csv", f"dataset.path={path}", "dataset.target=label"))
-    assert data.spec.class_names == ["no", "yes"] and data.train[0].shape[1] == 2
+def test_missing_markers_are_missing_values_and_column_types_are_inferred(tmp_path):
+    path = tmp_path / "markers.csv"
+    size = ["1", "NA", "?", "nan", "", "2", "inf", "6"] * 5  # a number column with every missing marker
+    colour = ["red", "blue", "NA", "", "red", "?", "blue", "red"] * 5  # a text column with some
+    flag = ["true", "false"] * 20  # inferred as true/false: categorical
+    label = ["a", "b"] * 20
+    rows = zip(size, colour, flag, label, strict=True)
+    path.write_text("size, colour ,flag,label\n" + "\n".join(",".join(row) for row in rows) + "\n")
+    data = load(path=str(path), target="label", num_classes="auto", normalize=False)
+    inputs = torch.cat([data.train[0], data.val[0], data.test[0]])
+    assert inputs.shape == (40, 1 + 2 + 2)  # size a number, colour one-hot (blue, red), flag one-hot (false, true)
+    sizes = sorted(set(inputs[:, 0].tolist()))
+    assert len(sizes) == 4 and {1.0, 2.0, 6.0} <= set(sizes)  # the three numbers, and the training mean elsewhere
+    colours = inputs[:, 1:3]
+    assert torch.equal(colours.sum(dim=1).unique(), torch.tensor([0.0, 1.0]))  # a missing colour: all zeros
+    assert (colours.sum(dim=1) == 0).sum() == 15  # NA, empty and ? in every 8 rows
+    assert data.spec.class_names == ["a", "b"]
+
+
+def test_rows_without_a_target_are_left_out_and_counted(tmp_path, caplog):
+    path = tmp_path / "gaps.csv"
+    targets = ["yes", "no", "NA", "yes", "?", "no", "", "yes", "no", "nan"] * 4
+    path.write_text("x,y\n" + "\n".join(f"{i},{target}" for i, target in enumerate(targets)) + "\n")
+    with caplog.at_level("WARNING", logger="dlrun.data"):
+        data = load(path=str(path), target="y", num_classes="auto")
+    assert data.spec.class_names == ["no", "yes"]  # NA is no class
+    assert sum(data.size(split) for split in ("train", "val", "test")) == 24
+    assert "dataset.target = y: 16 of 40 rows have no value there (lines 4, 6, 8, 11, 14, ...): left out" in caplog.text
+
+
+def test_a_one_class_csv_is_refused_naming_the_target(tmp_path):
+    path = tmp_path / "one_class.csv"
+    path.write_text("x,y\n" + "\n".join(f"{i},{'yes' if i % 3 else 'NA'}" for i in range(30)) + "\n")
+    with pytest.raises(
+        ConfigError, match="dataset.target = y: one class \\(yes\\) in every row of .* that has a value"
+    ):
+        build.data(compose_config("dataset=csv", f"dataset.path={path}", "dataset.target=y"))  # exit 2 in dlrun

@@ -145,3 +145,49 @@ def test_bad_folders_are_config_errors(tmp_path, layout, settings, message):
     arguments = {"root": str(root), "in_shape": [3, 8, 8]} | settings
     with pytest.raises(ConfigError, match=message):
         load(**arguments)
+
+
+@pytest.fixture(scope="module")
+def large_photos(tmp_path_factory) -> Path:
+    """2 classes of 6 noise photos, 400x300: their detail survives a read at 224, not an upsampling from 64."""
+    root = tmp_path_factory.mktemp("large_photos")
+    generator = np.random.default_rng(0)
+    for name in CLASSES[:2]:
+        (root / name).mkdir()
+        for index in range(6):
+            pixels = generator.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{index}.png")
+    return root
+
+
+@pytest.mark.parametrize("storage", ["memory", "stream"])
+def test_a_resize_reads_the_files_at_the_size_the_model_sees(large_photos, storage):
+    cfg = compose_config(
+        "dataset=image_folder",
+        f"dataset.root={large_photos}",
+        "dataset.transforms.resize=224",
+        "dataset.normalize=false",
+        f"dataset.storage={storage}",
+        "dataset.val_fraction=0.25",
+        "dataset.test_fraction=0.25",
+    )
+    assert list(cfg.dataset.in_shape) == [3, 64, 64]  # the default, which the resize overrides
+    data = build.data(cfg)
+    assert data.spec.in_shape == [3, 224, 224] and data.preprocessing()["resize"] is None  # dlrun-predict reads at 224
+
+    def read(path: Path, size: int) -> torch.Tensor:
+        picture = Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.array(picture)).permute(2, 0, 1).float() / 255
+
+    files = sorted(large_photos.glob("*/*.png"))
+    direct = torch.stack([read(path, 224) for path in files])
+    upsampled = torch.nn.functional.interpolate(
+        torch.stack([read(path, 64) for path in files]), size=(224, 224), mode="bilinear", antialias=True
+    )
+    assert (direct - upsampled).abs().mean() > 0.05  # the blur this test tells apart
+    batches = [inputs for split in ("train", "val", "test") for inputs, _ in data.batches(split, whole=True)]
+    inputs = torch.cat(batches)
+    assert inputs.shape == (len(files), 3, 224, 224)
+    distance = (inputs[:, None] - direct[None]).abs().amax(dim=(2, 3, 4))  # every model input against every file
+    assert distance.min(dim=1).values.max() < 1e-5  # each input is a file decoded at 224, nothing upsampled
+    assert sorted(distance.argmin(dim=1).tolist()) == list(range(len(files)))  # each file once

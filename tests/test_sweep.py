@@ -9,7 +9,18 @@ import sys
 import time
 
 import pytest
-from test_sweep_helpers import HELPERS_ENV, TINY, finished_sweep, job_record, one_line, only_sweep_dir, summary_rows
+import torch
+from test_sweep_helpers import (
+    HELPERS_ENV,
+    TINY,
+    barrier,
+    finished_sweep,
+    job_record,
+    one_line,
+    only_sweep_dir,
+    overlap,
+    summary_rows,
+)
 
 from dlrun.sweep import cli, hparams, resources, summary
 from dlrun.sweep.record import JobRecord
@@ -174,14 +185,21 @@ def test_stop_on_failure_ends_the_sweep_at_the_first_failed_job(tmp_path):
     assert f"hydra.sweep.dir = {sweep_dir}: job 0 there ran optimizer.lr=0, not optimizer.lr=0.01; resume" in error
 
 
-def test_joblib_runs_jobs_in_parallel_processes_sharing_the_cpus(tmp_path):
-    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    result = run_cli("-m", *launcher, "optimizer.lr=1e-3,1e-2", *TINY, cwd=tmp_path)
+def test_joblib_runs_jobs_at_once_in_processes_sharing_the_cpus_each_on_its_device(tmp_path):
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.device=auto"]  # after TINY's cpu
+    together = barrier(tmp_path / "barrier")  # each job waits in its training start until both train
+    result = run_cli("-m", "optimizer.lr=1e-3,1e-2", *TINY, *launcher, *together, cwd=tmp_path, env=HELPERS_ENV)
     assert result.returncode == 0, result.stderr
     sweep_dir = only_sweep_dir(tmp_path)
     records = [job_record(sweep_dir / str(job)) for job in range(2)]
-    assert [record["status"] for record in records] == ["completed", "completed"]
+    assert [record["status"] for record in records] == ["completed", "completed"], [r["error"] for r in records]
     assert len({record["pid"] for record in records} | {os.getpid()}) == 3  # two worker processes
+    assert overlap(records) > 0  # their job.json times show it too
+    # The device each took, from its job dir: a GPU each where there are two or more, else the one device shared
+    # (CPU-only here: both cpu; the per-GPU claim itself: test_sweep_parallel.py, across real processes).
+    gpus = torch.cuda.device_count()
+    expected = ["cuda:0", "cuda:1"] if gpus > 1 else ["cuda"] * 2 if gpus == 1 else ["cpu"] * 2
+    assert sorted(record["device"] for record in records) == expected
     expected_threads = max(1, resources.available_cpus() // 2)
     assert [record["torch_threads"] for record in records] == [expected_threads] * 2
     assert len(summary_rows(sweep_dir)) == 2 and "2 jobs: 2 completed" in one_line(result.stdout)

@@ -12,7 +12,8 @@ from dlrun.callbacks.base import Callback
 
 # One epoch of two batches on the CPU, nothing printed but the sweep's own lines and table.
 TINY = ["trainer.max_epochs=1", "trainer.limit_batches=2", "trainer.device=cpu", "quiet=true", "print_config=false"]
-HELPERS_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent)}  # the jobs import this module
+# The jobs import this module, and the dlrun that PYTHONPATH already names, if any.
+HELPERS_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
 
 
 def only_sweep_dir(cwd: Path) -> Path:
@@ -37,6 +38,22 @@ def job_record(job_dir: Path) -> dict:
 def summary_rows(sweep_dir: Path) -> list[dict]:
     with open(sweep_dir / "summary.csv", newline="") as file:
         return list(csv.DictReader(file))
+
+
+def barrier(folder) -> list[str]:
+    """Overrides that make each job wait in its training start until two jobs train at once (else it fails)."""
+    return [
+        "+callbacks.together._target_=test_sweep_helpers.WaitForEachOther",
+        f"+callbacks.together.folder={folder}",
+        "+callbacks.together.count=2",
+    ]
+
+
+def overlap(records: list[dict]) -> float:
+    """Seconds during which both jobs ran, from their job.json start times and durations."""
+    starts = [record["started"] for record in records]
+    ends = [record["started"] + record["duration_s"] for record in records]
+    return min(ends) - max(starts)
 
 
 def one_line(text: str) -> str:
@@ -81,3 +98,22 @@ class WorkLeftAtExit(Callback):
 
         threading.Thread(target=write_late).start()
         atexit.register((self.directory / "atexit.txt").write_text, "written at exit\n")
+
+
+class WaitForEachOther(Callback):
+    """A barrier: each job writes its PID under `folder` as its training starts, then waits (at most timeout_s) until
+    `count` jobs have: it passes only when that many jobs train at once, and fails the job otherwise."""
+
+    def __init__(self, *, folder: str, count: int, timeout_s: float = 60.0):
+        self.folder, self.count, self.timeout_s = Path(folder), count, timeout_s
+
+    def on_fit_start(self, trainer) -> None:
+        import time
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / str(os.getpid())).write_text(f"{time.time()}\n")
+        deadline = time.monotonic() + self.timeout_s
+        while len(list(self.folder.iterdir())) < self.count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.count} jobs did not train at once within {self.timeout_s} s")
+            time.sleep(0.02)

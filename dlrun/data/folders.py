@@ -4,7 +4,8 @@
   root/train/<class>/...  [root/val/<class>/...]  [root/test/<class>/...]   where a missing val/ or test/ is
                                                                              held out of train/ by its fraction.
 In memory (dataset.storage, auto where the images fit) every image is read once, in threads, converted to in_shape's
-channels (1: grey, 3: RGB), resized to its height and width and kept as a tensor; streamed, each image is read when a
+channels (1: grey, 3: RGB), resized to the size the model sees (dataset.transforms.resize where it is set, else
+in_shape's height and width: images.read_shape) and kept as a tensor; streamed, each image is read when a
 DataLoader worker needs it (dlrun/data/streaming.py), so that a folder of any size trains in bounded memory.
 Nothing is written into root.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from dlrun.data.image_listing import SPLIT_FOLDERS, check_classes, check_root, list_images
-from dlrun.data.images import has_per_sample, image_data_module, image_stream_module
+from dlrun.data.images import has_per_sample, image_data_module, image_stream_module, read_shape
 from dlrun.data.module import Splits
 from dlrun.data.splits import hold_out_splits
 from dlrun.data.storage import in_memory
@@ -55,7 +56,8 @@ def load(
     split_labels = {split: labels[origin][indices] for split, (origin, indices) in chosen.items()}
     images = sum(len(files) for files in listed.values())
     per_sample = "dataset.transforms.per_sample works on images decoded one at a time"
-    nbytes = images * int(np.prod(in_shape)) * BYTES_PER_VALUE
+    shape = read_shape(in_shape, transforms)
+    nbytes = images * int(np.prod(shape)) * BYTES_PER_VALUE
     if not in_memory(storage, nbytes=nbytes, stream_only=per_sample if has_per_sample(transforms) else None):
         sources = {split: (FileImages(paths[split]), split_labels[split]) for split in SPLIT_FOLDERS}
         return image_stream_module(
@@ -67,10 +69,10 @@ def load(
             class_names=class_names,
             seed=seed,
         )
-    xs = [_read_all(paths[split], in_shape).float().div_(255) for split in SPLIT_FOLDERS]
+    xs = [_read_all(paths[split], shape).float().div_(255) for split in SPLIT_FOLDERS]
     ys = [torch.as_tensor(split_labels[split]) for split in SPLIT_FOLDERS]
     return image_data_module(
-        xs, ys, in_shape=in_shape, normalize=normalize, transforms=transforms, class_names=class_names
+        xs, ys, in_shape=shape, normalize=normalize, transforms=transforms, class_names=class_names
     )
 
 

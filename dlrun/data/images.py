@@ -53,14 +53,16 @@ def image_stream_module(
     seed: int,
 ) -> Splits:
     """Streamed train, val and test images: (source, labels) each, their random draws seeded by seed.
-    Without per-sample transforms every image is decoded at in_shape's size (as the in-memory path reads it); with
-    them at full size, then transformed, and the eval transform must give in_shape. The mean and std are those of
-    up to STATS_SAMPLES training images as eval sees them, unless dataset.transforms.per_sample gives them."""
+    Without per-sample transforms every image is decoded at the size the model sees (read_shape, as the in-memory
+    path reads it); with them at full size, then transformed, and the eval transform must give in_shape. The mean
+    and std are those of up to STATS_SAMPLES training images as eval sees them, unless dataset.transforms.per_sample
+    gives them."""
+    shape = read_shape(in_shape, transforms)
     transforms = dict(transforms or {})
     per_sample = _per_sample(transforms.pop("per_sample", None))
     channels = in_shape[0]
     train_transform, eval_transform = (_compose(per_sample.get(which)) for which in ("train", "eval"))
-    decode = Decoder(channels, None if train_transform or eval_transform else in_shape[1:])
+    decode = Decoder(channels, None if train_transform or eval_transform else shape[1:])
 
     def samples(split: str, transform, mean=None, std=None) -> ImageSamples:
         source, labels = sources[split]
@@ -68,21 +70,33 @@ def image_stream_module(
         return ImageSamples(source, labels, transform=transform, mean=mean, std=std, **common)
 
     eval_view = samples("train", eval_transform)
-    _check_shape(eval_view, in_shape, "dataset.transforms.per_sample.eval")
-    _check_shape(samples("train", train_transform), in_shape, "dataset.transforms.per_sample.train")
+    _check_shape(eval_view, shape, "dataset.transforms.per_sample.eval")
+    _check_shape(samples("train", train_transform), shape, "dataset.transforms.per_sample.train")
     mean, std = _statistics(eval_view, per_sample, channels) if normalize else (None, None)
     splits = [samples(split, train_transform if split == "train" else eval_transform, mean, std) for split in SPLITS]
-    return _with_batch_transforms(splits, transforms, in_shape, mean, std, 1.0, class_names)
+    return _with_batch_transforms(splits, transforms, shape, mean, std, 1.0, class_names)
+
+
+def read_shape(in_shape: Sequence[int], transforms: Mapping | None) -> list[int]:
+    """The shape (C, H, W) image files are decoded at: the size dataset.transforms.resize gives batches, where it is
+    set and there are no per-sample transforms, so that the model sees each file's own pixels at that size rather
+    than in_shape's upsampled; in_shape otherwise (the per-sample eval transform makes in_shape)."""
+    if has_per_sample(transforms):
+        return list(in_shape)
+    return resized_shape(in_shape, (transforms or {}).get("resize"))
 
 
 def _with_batch_transforms(splits: list, transforms: dict, in_shape, mean, std, pixel_max, class_names) -> Splits:
     """The splits with the per-batch transforms and Mixup/CutMix; the model sees images of in_shape, resized where
-    they resize."""
+    they resize (and are not that size already: then new inputs at prediction are read at that size too, as these
+    were)."""
     train_transform, eval_transform = image_transforms(
         transforms, in_shape=in_shape, mean=mean, std=std, max_value=pixel_max
     )
     train_mix = batch_mix(transforms.get("train") or {}, num_classes=len(class_names))
     resize = parse_size(transforms.get("resize"))
+    if resize == tuple(in_shape[-2:]):
+        resize = None
     spec = DataSpec(in_shape=resized_shape(in_shape, resize), class_names=class_names, pixel_max=pixel_max)
     return Splits(
         *splits,

@@ -1,13 +1,19 @@
-"""A table in a CSV file: one target column, numeric and categorical feature columns.
+"""A table in a CSV file: one target column, numeric and categorical feature columns, read by pandas (imported
+only here, for dataset=csv) with its pyarrow engine: fast, and strict about rows with too few or too many cells.
+
+Missing values: empty cells and pandas' missing markers (NA, N/A, nan, NaN, null, NULL, None, #N/A, ...) and "?";
+an infinite number counts as missing too. Column types are inferred by pandas: a column of numbers is numeric, any
+other (text, true/false, dates) categorical, as is a number column named in dataset.categorical.
 
 The loss decides the problem (dataset.num_classes follows it in conf/dataset/csv.yaml): cross_entropy or bce
-classify the target's values, mse regresses a numeric target. Numeric features are standardised with the training
-split's statistics, an empty numeric cell takes the training mean, and categorical features (the columns that are
-not all numbers, or those named in dataset.categorical) are one-hot encoded.
+classify the target's values, mse regresses a numeric target. A row whose target is missing is left out, and the
+count is logged; a target with one class is refused. Numeric features are standardised with the training split's
+statistics, a missing numeric cell takes the training mean, and categorical features are one-hot encoded (a missing
+cell: all zeros).
 """
 
 import csv
-import math
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +26,8 @@ from dlrun.errors import ConfigError
 
 MAX_CLASS_VALUES = 100  # a numeric target with more distinct whole numbers than this is a regression target
 SNIFF_BYTES = 64 * 1024
+MISSING = ["?"]  # missing-value markers besides pandas' own (empty, NA, nan, null, ...)
+log = logging.getLogger("dlrun.data")
 
 
 def load(
@@ -37,8 +45,8 @@ def load(
     split_seed: int = 0,
     normalize: bool = True,
 ) -> Splits:
-    header, rows = read_table(path, "dataset.path")
-    columns = _columns(header, rows)
+    table = read_table(path, "dataset.path")
+    header = list(table.columns)
     if target is None:
         raise ConfigError(f"dataset.target = null: type the column to predict, one of {_listing(header)}")
     _check_named(header, [target], "dataset.target", path)
@@ -51,11 +59,12 @@ def load(
     categorical = set(categorical or [])
     _check_named(header, sorted(categorical), "dataset.categorical", path)
 
+    table = _with_target(table, target, path)
     classification = num_classes is not None
-    labels, class_names = _target(columns[target], target, classification, num_classes)
-    train, val, test = _split(labels, classification, val_fraction, test_fraction, split_seed, len(rows))
+    labels, class_names = _target(table[target], target, classification, num_classes, path)
+    train, val, test = _split(labels, classification, val_fraction, test_fraction, split_seed, len(table))
     blocks = [
-        _encode(columns[name], name, name in categorical, train, max_categories, normalize) for name in feature_names
+        _encode(table[name], name, name in categorical, train, max_categories, normalize) for name in feature_names
     ]
     inputs = np.concatenate(blocks, axis=1)
     if in_shape != "auto" and list(in_shape) != [inputs.shape[1]]:
@@ -87,37 +96,50 @@ def table_splits(
     return Splits(*zip(xs, ys, strict=True), spec=spec)
 
 
-def read_table(path: str | None, key: str) -> tuple[list[str], list[list[str]]]:
-    """The header and the rows of a CSV file (delimiter , ; tab or |, detected); errors name key."""
+def read_table(path: str | None, key: str):
+    """The CSV file as a pandas DataFrame (delimiter , ; tab or |, detected; names and text cells stripped of
+    spaces); errors name key."""
     if path is None:
         raise ConfigError(f"{key} = null: type the CSV file to read, e.g. {key}=data.csv")
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"{key} = {path}: no such file ({file.resolve()}); type the path of a CSV file")
+    import pandas as pd
+
     try:
         with open(file, newline="", encoding="utf-8-sig") as handle:
             sample = handle.read(SNIFF_BYTES)
-            handle.seek(0)
-            try:
-                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-            except csv.Error:
-                dialect = csv.excel
-            table = [row for row in csv.reader(handle, dialect) if any(cell.strip() for cell in row)]
-    except (UnicodeDecodeError, csv.Error) as error:
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+        table = pd.read_csv(file, sep=delimiter, engine="pyarrow", na_values=MISSING, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.EmptyDataError) as error:
         raise ConfigError(f"{key} = {path}: not a readable CSV text file ({error})") from error
-    if len(table) < 2:
+    except (pd.errors.ParserError, ValueError) as error:  # pyarrow: "Expected 3 columns, got 2: <the row>"
+        raise ConfigError(f"{key} = {path}: {_parse_problem(error)}; fix the file") from error
+    if table.empty:
         raise ConfigError(f"{key} = {path}: needs a header row and at least one data row")
-    header = [name.strip() for name in table[0]]
-    for number, row in enumerate(table[1:], start=2):
-        if len(row) != len(header):
-            raise ConfigError(
-                f"{key} = {path}: line {number} has {len(row)} cells, the header {len(header)}; fix the file"
-            )
-    return header, [[cell.strip() for cell in row] for row in table[1:]]
+    table.columns = [str(name).strip() for name in table.columns]
+    for name in table.columns:
+        if not _numeric(table[name]) and table[name].dtype != bool:
+            table[name] = table[name].astype("string").str.strip().replace("", pd.NA)
+    return table
 
 
-def _columns(header: list[str], rows: list[list[str]]) -> dict[str, list[str]]:
-    return {name: [row[i] for row in rows] for i, name in enumerate(header)}
+def _parse_problem(error: Exception) -> str:
+    """pyarrow's parse error without its prefix: 'Expected 3 columns, got 2: 4,5' as 'a row has 2 cells, ...'."""
+    text = str(error).removeprefix("CSV parse error: ").strip()
+    parts = text.split(" ", 5)
+    if text.startswith("Expected ") and len(parts) == 6 and parts[2] == "columns,":
+        return f"a row has {parts[4].rstrip(':')} cells, the header {parts[1]} ({parts[5][:80]})"
+    return text
+
+
+def _numeric(column) -> bool:
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return is_numeric_dtype(column) and not is_bool_dtype(column)
 
 
 def _listing(header: list[str]) -> str:
@@ -130,32 +152,45 @@ def _check_named(header: list[str], names: list[str], key: str, path: str) -> No
         raise ConfigError(f"{key}: {', '.join(missing)} not a column of {path}; its columns are {_listing(header)}")
 
 
-def numbers(cells: list[str]) -> np.ndarray | None:
-    """The cells as floats (empty cells NaN), or None when some cell is not a number."""
-    values = np.empty(len(cells))
-    for i, cell in enumerate(cells):
-        if cell == "":
-            values[i] = math.nan
-            continue
-        try:
-            values[i] = float(cell)
-        except ValueError:
-            return None
-    return values
+def _values(column) -> np.ndarray:
+    """A numeric column as floats, missing and infinite values NaN."""
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(values), values, np.nan)
 
 
-def _target(cells: list[str], name: str, classification: bool, num_classes) -> tuple[np.ndarray, list[str]]:
-    if any(cell == "" for cell in cells):
-        row = next(i for i, cell in enumerate(cells) if cell == "") + 2
-        raise ConfigError(f"dataset.target = {name}: line {row} has no value; fill it in or delete the row")
-    values = numbers(cells)
+def _missing(column) -> np.ndarray:
+    return np.isnan(_values(column)) if _numeric(column) else column.isna().to_numpy()
+
+
+def _with_target(table, target: str, path: str):
+    """The rows that have a target value; how many were left out is logged."""
+    missing = _missing(table[target])
+    if missing.all():
+        raise ConfigError(f"dataset.target = {target}: no row of {path} has a value there; type another column")
+    if missing.any():
+        lines = ", ".join(str(line) for line in (np.flatnonzero(missing)[:5] + 2))
+        log.warning(
+            "dataset.target = %s: %d of %d rows have no value there (lines %s%s): left out",
+            target,
+            missing.sum(),
+            len(missing),
+            lines,
+            ", ..." if missing.sum() > 5 else "",
+        )
+        table = table[~missing].reset_index(drop=True)
+    return table
+
+
+def _target(column, name: str, classification: bool, num_classes, path: str) -> tuple[np.ndarray, list[str]]:
+    numeric = _numeric(column)
     if not classification:
-        if values is None:
+        if not numeric:
             raise ConfigError(
                 f"dataset.target = {name}: holds text, not numbers to regress; type loss=cross_entropy to classify it"
             )
-        return values, []
-    if values is not None:
+        return _values(column), []
+    if numeric:
+        values = _values(column)
         distinct = np.unique(values)
         if len(distinct) > MAX_CLASS_VALUES or not np.all(distinct == np.round(distinct)):
             raise ConfigError(
@@ -165,9 +200,14 @@ def _target(cells: list[str], name: str, classification: bool, num_classes) -> t
         class_names = [_number_name(value) for value in distinct]
         labels = np.searchsorted(distinct, values)
     else:
-        class_names = sorted(set(cells))
-        index = {value: i for i, value in enumerate(class_names)}
-        labels = np.array([index[cell] for cell in cells])
+        cells = column.astype(str).to_numpy()
+        distinct, labels = np.unique(cells, return_inverse=True)
+        class_names = distinct.tolist()
+    if len(class_names) < 2:
+        raise ConfigError(
+            f"dataset.target = {name}: one class ({class_names[0]}) in every row of {path} that has a value; "
+            "classification needs 2 or more: type another dataset.target"
+        )
     if num_classes != "auto" and num_classes != len(class_names):
         raise ConfigError(
             f"dataset.num_classes = {num_classes}: the target {name} has {len(class_names)} classes "
@@ -193,19 +233,26 @@ def _split(labels, classification, val_fraction, test_fraction, seed, count):
         ) from error
 
 
-def _encode(cells, name, categorical, train, max_categories, normalize) -> np.ndarray:
-    """One numeric column (standardised, empty cells at the training mean) or a one-hot block."""
-    values = None if categorical else numbers(cells)
-    if values is None:
-        categories = sorted(set(cells))
-        if len(categories) > max_categories:
+def _encode(column, name, categorical, train, max_categories, normalize) -> np.ndarray:
+    """One numeric column (standardised, missing cells at the training mean) or a one-hot block (missing: zeros)."""
+    if categorical or not _numeric(column):
+        import pandas as pd
+
+        codes = pd.Categorical(column).codes  # categories sorted, -1 where missing
+        count = codes.max() + 1 if len(codes) else 0
+        if count > max_categories:
             raise ConfigError(
-                f"dataset.features: column {name} has {len(categories)} distinct text values (more than "
+                f"dataset.features: column {name} has {count} distinct values (more than "
                 f"dataset.max_categories = {max_categories}), too many to one-hot encode; leave it out with "
                 "dataset.features=[...], or raise dataset.max_categories"
             )
-        index = {value: i for i, value in enumerate(categories)}
-        return np.eye(len(categories))[[index[cell] for cell in cells]]
+        if not (codes[train] >= 0).any():
+            raise ConfigError(f"dataset.features: column {name} has no values in the training rows; leave it out")
+        block = np.zeros((len(codes), count))
+        known = codes >= 0
+        block[np.flatnonzero(known), codes[known]] = 1.0
+        return block
+    values = _values(column)
     known = values[train][~np.isnan(values[train])]
     if not len(known):
         raise ConfigError(f"dataset.features: column {name} has no values in the training rows; leave it out")

@@ -5,7 +5,9 @@
 - A job with a checkpoints/last.pt but no metrics.json was interrupted: it resumes from that last.pt.
 - A failure (bad configuration or a bug) is recorded in job.json and printed, and the sweep goes on; with
   hydra.callbacks.sweep.stop_on_failure=true the jobs after it are recorded as not run instead.
-- Parallel jobs (the joblib launcher) share the CPUs (torch threads) and take one GPU each while there are enough.
+- Parallel jobs (the joblib launcher) share the CPUs (torch threads) and take one GPU each while there are enough;
+  job.json records the device each trained on.
+- A job dir is locked as a single run's is (dlrun/run_dir.py): a job another process holds is named and not run.
 """
 
 import logging
@@ -20,6 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlrun.errors import EXIT_BAD_INPUT, ConfigError, report
+from dlrun.run_dir import lock
 from dlrun.sweep import resources, trials
 from dlrun.sweep.record import (
     COMPLETED,
@@ -47,6 +50,20 @@ def run_job(cfg: DictConfig, train: Train) -> float | None:
     hydra = HydraConfig.get()
     job_dir = Path(hydra.runtime.output_dir)
     sweep_dir = Path(hydra.sweep.dir)
+    try:
+        held = lock(job_dir, key=f"job {hydra.job.num} of hydra.sweep.dir", instead="give a new hydra.sweep.dir")
+    except ConfigError as error:  # another process runs this job (the same sweep started twice): its job.json stays
+        report(error)
+        log.error("job %s not run: %s", hydra.job.num, str(error).splitlines()[0])
+        return None
+    try:
+        return _run_held(cfg, train, hydra, job_dir, sweep_dir)
+    finally:
+        os.close(held)
+
+
+def _run_held(cfg: DictConfig, train: Train, hydra, job_dir: Path, sweep_dir: Path) -> float | None:
+    """run_job's work, once this process holds the job dir."""
     record = JobRecord(
         num=hydra.job.num,
         overrides=list(hydra.overrides.task),
@@ -144,7 +161,10 @@ def _share_cpus(hydra) -> int | None:
 
 @contextmanager
 def _device(cfg: DictConfig, hydra, sweep_dir: Path, record: JobRecord) -> Iterator[None]:
-    """A parallel job with trainer.device auto or cuda on a machine with several GPUs takes a free one."""
+    """A parallel job with trainer.device auto or cuda on a machine with several GPUs takes a free one; job.json
+    records the device the job trains on."""
+    from dlrun.trainer import resolve_device
+
     device = cfg.trainer.device
     claim = nullcontext(None)
     if device in ("auto", "cuda") and _parallel(hydra) > 1:
@@ -156,5 +176,6 @@ def _device(cfg: DictConfig, hydra, sweep_dir: Path, record: JobRecord) -> Itera
         if index is not None:
             with open_dict(cfg):
                 cfg.trainer.device = f"cuda:{index}"
-        record.device = cfg.trainer.device
+        device = cfg.trainer.device
+        record.device = str(resolve_device(device)) if device == "auto" else device  # auto: the device it picks
         yield
