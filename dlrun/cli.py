@@ -44,7 +44,7 @@ def _job(cfg: DictConfig) -> float | None:
 
 def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
     """Validate, then run: the monitored metric of the best checkpoint."""
-    from dlrun.config import validate
+    from dlrun.validation import validate
 
     validate(cfg)
     from dlrun.run import run

@@ -83,9 +83,9 @@ def evaluate(
     from rich.console import Console
 
     from dlrun import build, report
-    from dlrun.config import validate
     from dlrun.run import seed_everything
     from dlrun.trainer import Trainer
+    from dlrun.validation import validate
 
     trained = load(checkpoint, config_dirs)
     cfg, run_dir = evaluation_config(trained, overrides)

@@ -110,10 +110,10 @@ def lr_find(
     from torch.optim.lr_scheduler import ExponentialLR
 
     from dlrun import build
-    from dlrun.config import validate
     from dlrun.run import seed_everything
     from dlrun.schedulers import schedule
     from dlrun.trainer import NonFiniteLoss, Trainer, TrainingInterrupted
+    from dlrun.validation import validate
 
     cfg = compose.compose(overrides)
     given = compose.gives_run_dir(overrides)

@@ -5,8 +5,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from dlrun import build
-from dlrun.config import CONFIG_DIR, validate
+from dlrun.config import CONFIG_DIR
 from dlrun.errors import ConfigError
+from dlrun.validation import validate
 
 from conftest import compose_config, option_names
 

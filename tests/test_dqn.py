@@ -8,10 +8,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlrun import build
-from dlrun.config import validate
 from dlrun.errors import ConfigError
 from dlrun.run import run
 from dlrun.tasks.replay import ReplayBuffer
+from dlrun.validation import validate
 
 from conftest import compose_config, model_for, only_run_dir, run_cli
 

@@ -7,7 +7,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from test_sweep_helpers import job_record, one_line, only_sweep_dir, summary_rows
 
-from dlrun.config import CONFIG_DIR, validate
+from dlrun.config import CONFIG_DIR
+from dlrun.validation import validate
 from hydra_plugins.dlrun_optuna_sweeper.search_space import search_space
 
 from conftest import compose_config, option_names, run_cli

@@ -18,12 +18,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from dlrun.config import is_number
 from dlrun.data.environment import EnvironmentData
 from dlrun.distributed import World
 from dlrun.errors import ConfigError
 from dlrun.tasks.base import Task
 from dlrun.tasks.replay import ReplayBuffer
+from dlrun.validation.values import is_number
 
 MAX_GREEDY_STEPS = 100_000  # a greedy episode ends here when the environment sets no time limit of its own
 
