@@ -17,7 +17,6 @@ import contextlib
 import datetime
 import io
 import itertools
-import json
 import math
 import os
 import platform
@@ -319,99 +318,16 @@ def bench_training(
 
 # -- section 2: start-up ------------------------------------------------------------------------------
 
-# Installed as sitecustomize.py (through PYTHONPATH) in some dlrun subprocesses; dlrun's files are not touched
-# and the command is the real console script. It wraps the loading of dlrun's modules:
-# - DLRUN_BENCH_FIRST_STEP=<file>: Optimization.step writes time.monotonic() (one clock for all processes)
-#   to <file> after the first optimizer step, then ends the process;
-# - DLRUN_BENCH_EXIT_AFTER_RUN=1: dlrun.run.run ends the process with os._exit(0) as soon as it returns, so what
-#   a whole run takes beyond that is the interpreter's teardown;
-# - DLRUN_BENCH_IMPORTS=<file>: the CPU time each dlrun module's import takes, less the dlrun modules it imports,
-#   and the modules it brings into sys.modules, written to <file> as JSON at exit.
-STEP_HOOK = """
-import atexit, json, os, sys, time
 
-_FIRST_STEP = os.environ.get("DLRUN_BENCH_FIRST_STEP")
-_EXIT_AFTER_RUN = os.environ.get("DLRUN_BENCH_EXIT_AFTER_RUN")
-_IMPORTS = os.environ.get("DLRUN_BENCH_IMPORTS")
+# What some dlrun subprocesses get besides dlrun_args: callbacks of benchmarks/startup_callbacks.py (on their
+# PYTHONPATH), added through dlrun's and Hydra's own callback options; the command is the real console script.
+def first_step_args(marker: Path) -> list[str]:
+    """End the process after its first optimizer step, writing the time to marker."""
+    return ["+callbacks.first_step._target_=startup_callbacks.FirstStep", f"+callbacks.first_step.marker={marker}"]
 
 
-def _patch_optimization(module):
-    step = module.Optimization.step
+EXIT_AFTER_JOB_ARGS = ["+hydra.callbacks.exit_after_job._target_=startup_callbacks.ExitAfterJob"]
 
-    def first_step(self, optimizers):
-        step(self, optimizers)
-        with open(_FIRST_STEP, "w") as file:
-            file.write(f"{time.monotonic()!r} {time.process_time()!r}")
-        os._exit(0)
-
-    module.Optimization.step = first_step
-
-
-def _patch_run(module):
-    run = module.run
-
-    def run_then_exit(*args, **kwargs):
-        run(*args, **kwargs)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-
-    module.run = run_then_exit
-
-
-_PATCHES = {}
-if _FIRST_STEP:
-    _PATCHES["dlrun.trainer.optimization"] = _patch_optimization
-if _EXIT_AFTER_RUN:
-    _PATCHES["dlrun.run"] = _patch_run
-_RECORDS, _STACK = [], []
-
-if _IMPORTS:
-
-    @atexit.register
-    def _write_imports():
-        with open(_IMPORTS, "w") as file:
-            json.dump(_RECORDS, file)
-
-
-if _PATCHES or _IMPORTS:
-    import importlib.abc
-    import importlib.util
-
-    class _Hook(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if not (name in _PATCHES or (_IMPORTS and name.split(".")[0] == "dlrun")):
-                return None
-            sys.meta_path.remove(self)
-            try:
-                spec = importlib.util.find_spec(name)
-            finally:
-                sys.meta_path.insert(0, self)
-            if spec is None or spec.loader is None:
-                return spec
-            load, patch = spec.loader.exec_module, _PATCHES.pop(name, None)
-
-            def exec_module(module):
-                before, start = set(sys.modules), time.process_time()
-                _STACK.append([0.0, set()])  # the time and modules of the dlrun modules imported inside
-                try:
-                    load(module)
-                finally:
-                    seconds = time.process_time() - start
-                    inner_seconds, inner_modules = _STACK.pop()
-                    added = set(sys.modules) - before
-                    _RECORDS.append([name, seconds - inner_seconds, sorted(added - inner_modules)])
-                    if _STACK:
-                        _STACK[-1][0] += seconds
-                        _STACK[-1][1].update(added)
-                if patch is not None:
-                    patch(module)
-
-            spec.loader.exec_module = exec_module
-            return spec
-
-    sys.meta_path.insert(0, _Hook())
-"""
 
 # A hand-written PyTorch script's way to its first step on digits-sized data: import, model, Adam, one step.
 PLAIN_FIRST_STEP = """
@@ -488,12 +404,9 @@ def bench_startup(
 ) -> tuple[dict[str, StartRow], list[tuple[str, float, str]]]:
     python, dlrun = sys.executable, str(DLRUN)
     with tempfile.TemporaryDirectory(prefix="dlrun-bench-start-") as tmp:
-        hook_dir, marker = Path(tmp, "hook"), Path(tmp, "first_step")
-        hook_dir.mkdir()
-        (hook_dir / "sitecustomize.py").write_text(STEP_HOOK)
+        marker = Path(tmp, "first_step")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": str(threads)}
-        first_step = env | {"PYTHONPATH": str(hook_dir), "DLRUN_BENCH_FIRST_STEP": str(marker)}
-        exit_after_run = env | {"PYTHONPATH": str(hook_dir), "DLRUN_BENCH_EXIT_AFTER_RUN": "1"}
+        with_callbacks = env | {"PYTHONPATH": str(HERE)}  # startup_callbacks.py
         counter = iter(range(10**6))
 
         def run_dir() -> str:
@@ -511,9 +424,13 @@ def bench_startup(
             "pass": lambda: timed_process([python, "-c", "pass"], env, tmp),
             "torch": lambda: timed_process([python, "-c", "import torch"], env, tmp),
             "plain": lambda: timed_process([python, "-c", PLAIN_FIRST_STEP, str(marker)], env, tmp, marker),
-            "first": lambda: timed_process([dlrun, *dlrun_args(run_dir())], first_step, tmp, marker),
+            "first": lambda: timed_process(
+                [dlrun, *dlrun_args(run_dir()), *first_step_args(marker)], with_callbacks, tmp, marker
+            ),
             "whole": lambda: timed_process([dlrun, *dlrun_args(run_dir())], env, tmp),
-            "no_teardown": lambda: timed_process([dlrun, *dlrun_args(run_dir())], exit_after_run, tmp),
+            "no_teardown": lambda: timed_process(
+                [dlrun, *dlrun_args(run_dir()), *EXIT_AFTER_JOB_ARGS], with_callbacks, tmp
+            ),
         }
         commands["whole"]()  # warm-up, untimed: puts torch's and dlrun's files in the OS file cache
         for rep in range(reps):
@@ -523,16 +440,18 @@ def bench_startup(
                 rows[key].seconds.append(wall)
                 rows[key].cpu_seconds.append(cpu)
             say(f"start-up rep {rep + 1}/{reps}: " + "  ".join(f"{k} {rows[k].seconds[-1]:.2f}s" for k in commands))
-        hooked = env | {"PYTHONPATH": str(hook_dir)}
-        imports = import_breakdown([dlrun, *dlrun_args(run_dir())], hooked, tmp, Path(tmp, "imports.json"))
+        imports = import_breakdown([dlrun, *dlrun_args(run_dir())], env, tmp)
     return rows, imports
 
 
-def import_breakdown(argv: list[str], env: dict[str, str], cwd: str, output: Path) -> list[tuple[str, float, str]]:
-    """What importing each dlrun module costs in a whole run: (module, CPU seconds, packages it brought in)."""
-    timed_process(argv, env | {"DLRUN_BENCH_IMPORTS": str(output)}, cwd)
+def import_breakdown(argv: list[str], env: dict[str, str], cwd: str) -> list[tuple[str, float, str]]:
+    """What importing each dlrun module costs in a whole run, from Python's own import profiler (-X importtime):
+    (module, seconds less the dlrun modules it imports itself, the packages it brought in)."""
+    done = subprocess.run(argv, cwd=cwd, env=env | {"PYTHONPROFILEIMPORTTIME": "1"}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-2000:]}")
     rows = []
-    for name, seconds, modules in json.loads(output.read_text()):
+    for name, seconds, modules in dlrun_imports(done.stderr):
         packages: dict[str, int] = {}
         for module in modules:
             root = module.split(".")[0]
@@ -541,6 +460,51 @@ def import_breakdown(argv: list[str], env: dict[str, str], cwd: str, output: Pat
         biggest = sorted(packages, key=lambda root: -packages[root])[:4]
         rows.append((name, seconds, ", ".join(biggest) + (", ..." if len(packages) > 4 else "")))
     return sorted(rows, key=lambda row: -row[1])
+
+
+@dataclass
+class ImportNode:
+    name: str
+    cumulative_us: int  # the import with those it made, in microseconds
+    inner: list[ImportNode]  # the imports it made
+
+
+def dlrun_imports(importtime: str) -> list[tuple[str, float, list[str]]]:
+    """Each dlrun module in -X importtime's report: its seconds less those of the dlrun modules it imports, and the
+    other modules it brought in. The report lists an import after those it made, indented one level deeper."""
+    waiting: dict[int, list[ImportNode]] = {}  # by depth: the imports whose importer is not listed yet
+    for line in importtime.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| ( *)(\S+)$", line)
+        if match:
+            depth = len(match[2]) // 2
+            node = ImportNode(match[3], int(match[1]), waiting.pop(depth + 1, []))
+            waiting.setdefault(depth, []).append(node)
+    rows = []
+
+    def visit(node: ImportNode) -> None:
+        if not is_dlrun(node.name):
+            for inner in node.inner:
+                visit(inner)
+            return
+        nested, brought, pending = [], [], list(node.inner)
+        while pending:  # what node imported, down to (not into) the dlrun modules among them
+            inner = pending.pop()
+            if is_dlrun(inner.name):
+                nested.append(inner)
+            else:
+                brought.append(inner.name)
+                pending += inner.inner
+        rows.append((node.name, (node.cumulative_us - sum(inner.cumulative_us for inner in nested)) / 1e6, brought))
+        for inner in nested:
+            visit(inner)
+
+    for node in waiting.get(0, []):
+        visit(node)
+    return rows
+
+
+def is_dlrun(module: str) -> bool:
+    return module.split(".")[0] == "dlrun"
 
 
 # -- section 3: GPU throughput ------------------------------------------------------------------------
@@ -824,15 +788,13 @@ def startup_reports(rows: dict[str, StartRow], imports: list[tuple[str, float, s
         [row.label, f"{row.median:.2f}", f"{row.cpu_median:.2f}", *both(row, torch_row), *both(row, plain)]
         for row in rows.values()
     ]
-    shown = [
-        [name, f"{seconds:.2f}", ratio(seconds, first.cpu_median), brought] for name, seconds, brought in imports[:8]
-    ]
+    shown = [[name, f"{seconds:.2f}", ratio(seconds, first.median), brought] for name, seconds, brought in imports[:8]]
     return [
         Report(
             f"Start-up: ratios (subprocesses, medians of {reps})",
             ["ratio", *(clock for clock, _ in CLOCKS)],
             summary,
-            f"dlrun runs as: {DLRUN_COMMAND}; its 1st step is timed by a sitecustomize hook (see README). "
+            f"dlrun runs as: {DLRUN_COMMAND}; its 1st step is timed by a callback (see README). "
             f"From its 1st step to its exit dlrun takes a further {paired(whole, first):.2f} s, and "
             f"{paired(whole, no_teardown):.2f} s pass between run() returning and the process ending "
             "(wall, medians of paired differences).",
@@ -844,9 +806,10 @@ def startup_reports(rows: dict[str, StartRow], imports: list[tuple[str, float, s
         ),
         Report(
             "Start-up: importing dlrun's modules (one whole run)",
-            ["module", "CPU s", "/ dlrun to 1st step (CPU)", "brought in (most modules first)"],
+            ["module", "wall s", "/ dlrun to 1st step (wall)", "brought in (most modules first)"],
             shown,
-            "The CPU time of each dlrun module's import, less the dlrun modules it imports itself; modules "
+            "The time of each dlrun module's import (python -X importtime), less the dlrun modules it imports "
+            "itself; modules "
             "imported by hydra's instantiate count too. Imports made later inside functions (torch._dynamo by the "
             "first optimizer, tensorboard by the TensorBoard callback) are not in this table.",
         ),

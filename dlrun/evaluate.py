@@ -1,6 +1,6 @@
 """`dlrun-eval CKPT [overrides]`: a checkpoint's metrics on the test split (or --split val), with no training.
 
-The model is rebuilt from the checkpoint's own config (only from targets of dlrun's options: dlrun/inputs.py's
+The model is rebuilt from the checkpoint's own config (only from targets of dlrun's options: dlrun/inputs/trained.py's
 load_trained, dlrun/trusted_targets.py) and loaded with its weights; the dataset is the checkpoint's own unless
 overrides change it (`dataset=...`, `dataset.batch_size=...`: each override's key takes the value `dlrun <overrides>`
 would give it), built through dlrun.build and scored by the task and trainer a run tests with. metrics.json and

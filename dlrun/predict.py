@@ -1,6 +1,6 @@
 """`dlrun-predict CKPT INPUT...`: a trained checkpoint's predictions for new inputs, written to predictions.csv.
 
-Inputs are read as dlrun/inputs.py describes (image files or folders, CSV feature rows, .npy/.pt tensors) and
+Inputs are read as dlrun/inputs/ describes (image files or folders, CSV feature rows, .npy/.pt tensors) and
 standardised with the statistics stored in the checkpoint, exactly as in training. Each input gets one row:
 classification and binary: the predicted class name and its probability (softmax; sigmoid for one binary logit);
 regression: the predicted value in the target's original units.

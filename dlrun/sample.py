@@ -1,6 +1,6 @@
 """`dlrun-sample CKPT`: N images drawn from a generative checkpoint (task=gan, task=vae) into one PNG grid.
 
-The model is rebuilt from the config stored in the checkpoint (dlrun/inputs.py load_trained) and asked for
+The model is rebuilt from the config stored in the checkpoint (dlrun/inputs/trained.py load_trained) and asked for
 model.sample(N, generator) with a seeded torch.Generator: the same --seed gives the same image. Samples come in the
 dataset's standardised units; the checkpoint's preprocessing turns them back into pixels the way image files are
 read for dlrun-predict (white = the dataset's brightest value: 16 for digits, 1 for the others).

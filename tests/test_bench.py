@@ -1,5 +1,10 @@
-"""The benchmark script's own correctness, not its timings: its variants do the same arithmetic as dlrun, and its
-GPU section runs (here on the CPU, without torch.compile) so that it still works where a GPU is lent."""
+"""The benchmark script's own correctness, not its timings: its variants do the same arithmetic as dlrun, its
+GPU section runs (here on the CPU, without torch.compile) so that it still works where a GPU is lent, and its import
+table reads Python's import profiler."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -29,3 +34,15 @@ def test_the_gpu_section_measures_both_loops_and_reports_them():
     assert set(result.images_per_s) == {"dlrun", "plain"} and all(v > 0 for v in result.images_per_s.values())
     table = bench_train.markdown(bench_train.gpu_reports(result))
     assert "| dlrun Trainer |" in table and "| plain loop |" in table
+
+
+def test_the_import_table_reads_pythons_import_profiler():
+    """Each dlrun module's own share of -X importtime's report, and the packages it brought in."""
+    code = "import dlrun.inputs"
+    env = os.environ | {"PYTHONPROFILEIMPORTTIME": "1"}
+    report = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stderr
+    rows = {name: (seconds, brought) for name, seconds, brought in bench_train.dlrun_imports(report)}
+    assert {"dlrun.inputs", "dlrun.inputs.trained", "dlrun.inputs.files", "dlrun.errors"} <= set(rows)
+    assert all(seconds >= 0 for seconds, _ in rows.values())
+    assert "omegaconf" in rows["dlrun.inputs.trained"][1]  # trained.py is the first to import it
+    assert not any(module.startswith("dlrun") for _, brought in rows.values() for module in brought)

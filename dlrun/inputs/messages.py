@@ -1,0 +1,17 @@
+"""Pieces of the problems the input readers report: how an input looks, and the first line of a library's error."""
+
+from collections.abc import Sequence
+
+
+def describe_shape(in_shape: Sequence[int]) -> str:
+    """How one input looks, for messages: '30 features' or 'images [1, 8, 8] (channels, height, width)'."""
+    if len(in_shape) == 1:
+        return f"{in_shape[0]} features per input"
+    if len(in_shape) == 3:
+        return f"images {list(in_shape)} (channels, height, width)"
+    return f"inputs of shape {list(in_shape)}"
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
