@@ -12,7 +12,7 @@ from dlrun.export.check import ExportMismatch
 from dlrun.export.exporter import DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_OPSET, export
 from dlrun.export.formats import FORMATS
 
-OPSETS = range(9, 21)  # what torch's TorchScript-based ONNX exporter writes (opsets 7-8 need initializers as inputs)
+OPSETS = range(9, 21)  # what torch's TorchScript-based ONNX exporter writes; the dynamo one writes 18+ and converts
 EXIT_MISMATCH = 1
 INSTEAD = {"onnx": "torchscript", "safetensors": "state_dict"}  # the format to type when a format's extra is missing
 
