@@ -65,9 +65,15 @@ def run_export(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([EXPORT, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.fixture(scope="module")
+def onnx_files(checkpoints) -> dict[str, Path]:
+    """model.onnx of each run, exported once (the dynamo exporter takes a second or two a model)."""
+    return {problem: export(checkpoint, quiet=True) for problem, checkpoint in checkpoints.items()}
+
+
 @pytest.mark.parametrize("problem", RUNS)
-def test_onnx_runs_in_onnxruntime_with_any_batch_size_and_matches_torch(checkpoints, problem):
-    path = export(checkpoints[problem], quiet=True)
+def test_onnx_runs_in_onnxruntime_with_any_batch_size_and_matches_torch(checkpoints, onnx_files, problem):
+    path = onnx_files[problem]
     assert path == checkpoints[problem].parent.parent / "export" / "model.onnx"
     onnx.checker.check_model(onnx.load(str(path)))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -80,9 +86,8 @@ def test_onnx_runs_in_onnxruntime_with_any_batch_size_and_matches_torch(checkpoi
 
 
 @pytest.mark.parametrize("problem", RUNS)
-def test_the_onnx_description_names_opset_inputs_outputs_and_the_check(checkpoints, problem):
-    path = export(checkpoints[problem], output=checkpoints[problem].parent.parent / "described.onnx", quiet=True)
-    description = json.loads(path.with_name("described.onnx.json").read_text())
+def test_the_onnx_description_names_opset_inputs_outputs_and_the_check(checkpoints, onnx_files, problem):
+    description = json.loads(onnx_files[problem].with_name("model.onnx.json").read_text())
     in_shape, out_shape = SHAPES[problem]
     assert description["opset"] == 17
     assert description["exporter"].startswith("torch.onnx.export (dynamo") and "note" not in description
