@@ -181,6 +181,14 @@ def test_a_model_the_dynamo_exporter_refuses_falls_back_with_a_note(checkpoints,
     assert "note: the dynamo exporter failed" in printed and "used the TorchScript-based one" in printed
 
 
+def test_an_opset_the_dynamo_exporter_cannot_write_is_written_by_the_torchscript_based_one(checkpoints, tmp_path):
+    path = export(checkpoints["digits"], output=tmp_path, opset=9, quiet=True)  # dynamo writes 18+, converts down
+    description = json.loads(path.with_name("model.onnx.json").read_text())
+    assert description["opset"] == 9 and onnx.load(str(path)).opset_import[0].version == 9
+    assert description["exporter"].startswith("torch.onnx.export (TorchScript-based")
+    assert "could not convert this model to opset 9 (it wrote 18; --opset 18 keeps it)" in description["note"]
+
+
 @pytest.mark.usefixtures("wide_terminal")
 def test_safetensors_without_its_extra_exits_2(checkpoints, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "safetensors", None)  # as if not installed

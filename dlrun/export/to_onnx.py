@@ -1,7 +1,7 @@
 """ONNX through torch's dynamo exporter (torch.onnx.export(dynamo=True), built on torch.export) where onnxscript is
-installed, else, or when it cannot export the model, through the TorchScript-based one (dynamo=False, deprecated);
-run in onnxruntime for the check. Either marks the batch axis dynamic, and the description names which one wrote
-the file.
+installed, else, or when it cannot export the model at the opset asked for, through the TorchScript-based one
+(dynamo=False, deprecated); run in onnxruntime for the check. Either marks the batch axis dynamic; the description
+names which one wrote the file, and why when it is not the dynamo one.
 """
 
 import contextlib
@@ -21,35 +21,47 @@ def write(trained, batch, path: Path, opset: int) -> dict:
     import torch
 
     names = output_names(len(outputs(trained.model, batch)))
-    exporter, note = None, None
-    if importlib.util.find_spec("onnxscript") is not None:
-        try:
-            exporter = _dynamo(trained.model, batch, path, names, opset)
-        except Exception as error:  # torch.export refuses the model: any of its many error types
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            note = (
-                f"the dynamo exporter failed ({type(error).__name__}: {reason[:200]}); used the TorchScript-based one"
-            )
-    if exporter is None:
-        exporter = _torchscript_based(trained.model, batch, path, names, opset)
+    exporter, note = _export(trained.model, batch, path, names, opset)
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph)
-    written = next(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))
-    if written != opset and note is None:
-        note = f"opset {written}: the dynamo exporter writes opsets from 18 and could not convert this model to {opset}"
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run(inputs):
         return [torch.from_numpy(np.asarray(out)) for out in session.run(None, {INPUT_NAME: inputs.numpy()})]
 
     return {
-        "opset": written,
+        "opset": _opset(graph),
         "exporter": exporter,
         **({"note": note} if note else {}),
         "inputs": [_io(value) for value in graph.graph.input],
         "outputs": [_io(value) for value in graph.graph.output],
         "run": (f"onnxruntime {onnxruntime.__version__}", run),
     }
+
+
+def _export(model, batch, path: Path, names: list[str], opset: int) -> tuple[str, str | None]:
+    """The file written by the dynamo exporter where it can, else by the TorchScript-based one: which, and why."""
+    import onnx
+
+    exporter, note = None, None
+    if importlib.util.find_spec("onnxscript") is not None:
+        try:
+            exporter = _dynamo(model, batch, path, names, opset)
+        except Exception as error:  # torch.export refuses the model: any of its many error types
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            note = (
+                f"the dynamo exporter failed ({type(error).__name__}: {reason[:200]}); used the TorchScript-based one"
+            )
+        else:
+            if (written := _opset(onnx.load(str(path)))) != opset:  # it writes 18+ and converts down when it can
+                exporter = None
+                note = (
+                    f"the dynamo exporter could not convert this model to opset {opset} (it wrote {written}; "
+                    f"--opset {written} keeps it); used the TorchScript-based one"
+                )
+    if exporter is None:
+        exporter = _torchscript_based(model, batch, path, names, opset)
+    return exporter, note
 
 
 def _dynamo(model, batch, path: Path, names: list[str], opset: int) -> str:
@@ -105,6 +117,10 @@ def _torchscript_based(model, batch, path: Path, names: list[str], opset: int) -
             do_constant_folding=True,
         )
     return f"torch.onnx.export (TorchScript-based, torch {torch.__version__})"
+
+
+def _opset(graph) -> int:
+    return next(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))
 
 
 def _io(value) -> dict:
