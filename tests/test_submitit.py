@@ -24,7 +24,8 @@ JOB = ["trainer.device=cpu", "quiet=true", "print_config=false", "trainer.max_ep
 JOB += ["dataset.batch_size=8", "trainer.deterministic=true", "seed=1"]
 LAUNCHER = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1"]
 WARNED_AT_S, TIMEOUT_S = 12, 40  # the executor warns the job 12 s after it starts (40 s limit, 28 s before it)
-SHORT_TIMEOUT = f'+hydra.launcher.setup=["export SUBMITIT_LOCAL_TIMEOUT_S={TIMEOUT_S} SUBMITIT_LOCAL_SIGNAL_DELAY_S={TIMEOUT_S - WARNED_AT_S}"]'
+EXPORTS = f"SUBMITIT_LOCAL_TIMEOUT_S={TIMEOUT_S} SUBMITIT_LOCAL_SIGNAL_DELAY_S={TIMEOUT_S - WARNED_AT_S}"
+SHORT_TIMEOUT = f'+hydra.launcher.setup=["export {EXPORTS}"]'
 
 
 def sweep(sweep_dir, *launcher, env=None):
