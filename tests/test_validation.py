@@ -1,14 +1,17 @@
-"""Every numeric, true/false and one-of-a-few key of every option has a rule, and the rules hold what users type."""
+"""Every numeric, true/false and one-of-a-few key of every option has a rule, and the rules hold what users type;
+settings that do not fit the data read are refused before training; the CLI leaves no run dir for either."""
 
 import pytest
 from omegaconf import OmegaConf
 
 from dlrun.config import CONFIG_DIR
+from dlrun.data.spec import DataSpec
 from dlrun.errors import ConfigError
 from dlrun.validation import validate
+from dlrun.validation.shapes import check_shapes
 from dlrun.validation.values import BETAS, CHOICES, FLAGS, NUMBERS, SIZE_LISTS
 
-from conftest import compose_config
+from conftest import SMALL, compose_config, run_cli
 
 # Checked by rules of their own: the trainer's schema and _check_trainer, the data's shape and classes, torchvision's
 # transforms, a class given by index or name, one weight per class, the top-level quiet (${quiet} in callbacks).
@@ -121,3 +124,90 @@ def check_values_of(config):
     from dlrun.validation.values import _check_numbers
 
     return _check_numbers(config)
+
+
+def fits(*overrides: str, spec: DataSpec) -> list[str]:
+    return check_shapes(compose_config(*overrides), spec)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "spec", "message", "fix", "fixed_spec"),
+    [
+        (  # a user's loader that gives flat inputs, the config stating digits' images
+            [],
+            DataSpec(in_shape=[64], class_names=list("0123456789")),
+            "dataset.in_shape = [1, 8, 8]: the data gives inputs of shape [64]; type dataset.in_shape=[64]",
+            ["dataset.in_shape=[64]"],
+            None,
+        ),
+        (
+            ["dataset.transforms.resize=[4,4]"],
+            DataSpec(in_shape=[1, 8, 8], class_names=list("0123456789")),
+            "dataset.in_shape = [1, 8, 8] (after dataset.transforms.resize = [4, 4]: [1, 4, 4]): the data gives inputs "
+            "of shape [1, 8, 8]; type dataset.in_shape=[1,8,8] dataset.transforms.resize=null",
+            ["dataset.transforms.resize=null"],
+            None,
+        ),
+        (  # one class: a classifier of zero useful outputs
+            [],
+            DataSpec(in_shape=[1, 8, 8], class_names=["0"]),
+            "loss = cross_entropy: the data holds 1 class, and a classifier needs at least 2",
+            ["loss=mse"],
+            None,
+        ),
+        (
+            ["dataset=diabetes", "loss=mse", "task=forecast"],
+            DataSpec(in_shape=[10]),
+            "task = forecast reads windows of a series [steps, values] with a number to forecast, and the data gives "
+            "inputs of shape [10]; type dataset=timeseries loss=mse, or experiment=timeseries",
+            ["dataset=timeseries", "loss=mse", "task=forecast"],
+            DataSpec(in_shape=[24, 1]),
+        ),
+        (
+            ["experiment=text"],
+            DataSpec(in_shape=[128], class_names=["a", "b", "c"]),  # a user's loader: indices, not marked as tokens
+            "task = language_model continues a text token by token, and the data gives inputs of shape [128], not "
+            "tokens; type dataset=text model=lstm, or experiment=text",
+            ["experiment=text"],
+            DataSpec(in_shape=[128], class_names=["a", "b", "c"], tokens=True),
+        ),
+    ],
+)
+def test_settings_that_do_not_fit_the_data_are_named_with_what_fits(overrides, spec, message, fix, fixed_spec):
+    problems = fits(*overrides, spec=spec)
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+    assert fits(*fix, spec=fixed_spec or spec) == []
+
+
+def no_run_dir(cwd) -> bool:
+    return not any(path.is_dir() and path.name != "outputs" for path in cwd.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message", "suggestion"),
+    [
+        (["dataset.batch_size=1000000000000"], "dataset.batch_size = 1000000000000: must be a whole number", None),
+        (["dataset.batch_size=6.5"], "dataset.batch_size = 6.5: must be a whole number >= 1", None),
+        (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size = 0: must be a whole number >= 1", None),
+        (["dataset.num_classes=0"], "dataset.num_classes = 0: must be a whole number >= 2", "dataset.num_classes=10"),
+        (  # found when digits is read
+            ["dataset.in_shape=[3,8,8]"],
+            "dataset.in_shape = [3, 8, 8]: digits has 64 features per sample; type dataset.in_shape=[1,8,8]",
+            None,
+        ),
+        (  # found by the config (dlrun's own dataset) or by the data it gives
+            ["dataset=diabetes", "loss=mse", "task=forecast"],
+            "task = forecast",
+            "dataset=timeseries",
+        ),
+    ],
+)
+def test_the_cli_refuses_values_that_crashed_in_training_leaving_no_run_dir(overrides, message, suggestion, tmp_path):
+    result = run_cli(*SMALL, "trainer=fast", *overrides, cwd=tmp_path)
+    shown = " ".join(result.stderr.replace("│", " ").split())
+    assert result.returncode == 2, result.stderr
+    assert message in shown and "Traceback" not in shown
+    assert no_run_dir(tmp_path), sorted(tmp_path.rglob("*"))
+    suggestion = suggestion or shown.rpartition("; type ")[2].split()[0]
+    fixed = [o for o in overrides if o.partition("=")[0] != suggestion.partition("=")[0]] + [suggestion]
+    validate(compose_config(*fixed, "trainer=fast"))
