@@ -12,8 +12,11 @@ from rich.console import Console
 from dlrun import baselines, build, distributed, pause, provenance, report
 from dlrun.checkpoint import load, load_weights, serialize, write_files
 from dlrun.distributed import World
+from dlrun.errors import ConfigError
+from dlrun.run_dir import forget_unstarted
 from dlrun.signals import requests, stop_signals
 from dlrun.trainer import State, TrainingInterrupted, resolve_device
+from dlrun.validation.shapes import refuse_what_does_not_fit
 
 # What a stop in each phase leaves behind, after "SIGINT: stopped ...".
 LEFT_BEHIND = {
@@ -36,6 +39,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
         run_dir = Path(run_dir)
         try:
             return _run(cfg, run_dir, world)
+        except ConfigError:
+            if world.is_main:
+                forget_unstarted(run_dir)
+            raise
         except TrainingInterrupted as interrupted:
             if world.is_main:
                 _explain_interruption(interrupted, run_dir)
@@ -49,6 +56,7 @@ def _run(cfg: DictConfig, run_dir: Path, world: World) -> float | None:
         console.print(report.config_tree(OmegaConf.to_container(cfg, resolve=True)))
     seed_everything(cfg.seed)
     data = build.data(cfg)
+    refuse_what_does_not_fit(cfg, data.spec)
     model = build.model(cfg, data.spec)
     task = build.task(cfg, model, data)
     optimizers = task.configure_optimizers(build.optimizer_factory(cfg))

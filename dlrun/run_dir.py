@@ -2,15 +2,19 @@
 
 RunDirGuard (hydra.callbacks.run_dir in conf/config.yaml) acts in Hydra's on_run_start, before Hydra writes the run
 dir's .hydra/ files and log: a run dir that holds an earlier run's checkpoints or metrics.json is refused unless the
-run resumes it (resume=auto, or a ckpt_path inside it), and so is a disk with too little room to start; then the run
-dir is locked (a POSIX lock, lockf, on its .dlrun.lock, which holds the PID: the OS frees it when the process ends,
-even by SIGKILL, and forked DataLoader workers that outlive a killed run for a moment do not hold it, as they would an
-flock). A run dir that another process holds, or that cannot be created or written, exits 2 naming it. A sweep's
+run resumes it (resume=auto, or a ckpt_path inside it), and so is a disk with too little room to start or a config
+that fails validation (dlrun.validation: a bad value leaves no run dir); then the run dir is locked (a POSIX lock,
+lockf, on its .dlrun.lock, which holds the PID: the OS frees it when the process ends, even by SIGKILL, and forked
+DataLoader workers that outlive a killed run for a moment do not hold it, as they would an flock). A run dir that
+another process holds, or that cannot be created or written, exits 2 naming it. A single run refused for bad input
+once the job started, before it wrote anything, leaves no run dir either (forget_unstarted). A sweep's
 jobs are not guarded here: dlrun.sweep.job resumes their job dirs and takes the same lock on each. Imports no torch.
 """
 
+import contextlib
 import fcntl
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -18,8 +22,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun.errors import ConfigError, exit_on_bad_input
+from dlrun.validation import validate
 
 LOCK_FILE = ".dlrun.lock"
+HYDRA_OUTPUT, HYDRA_LOG = ".hydra", "dlrun.log"  # what Hydra writes in a run dir before the job starts
 EARLIER_RUN = ("metrics.json", "checkpoints/last.pt", "checkpoints/best.pt")  # what a run that got going leaves
 MIN_FREE_BYTES = 256 * 1024  # room for what Hydra writes before the run starts (.hydra/, the log), with a margin
 HOLDER_WAIT_S = 1.0  # how long to wait for a process that just took the lock to write its PID in it
@@ -39,12 +45,20 @@ class RunDirGuard(Callback):
         with exit_on_bad_input():
             refuse_an_earlier_run(run_dir, OmegaConf.select(config, "ckpt_path"), OmegaConf.select(config, "resume"))
             refuse_a_full_disk(run_dir)
+            validate(job_config(config))  # every bad value, before the run dir exists
             self.lock = lock(run_dir)
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
         if self.lock is not None:
             os.close(self.lock)
             self.lock = None
+
+
+def job_config(config: DictConfig) -> DictConfig:
+    """The config the job will get: Hydra's own node left out, as Hydra's run_job does."""
+    job = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    OmegaConf.set_struct(job, True)
+    return job
 
 
 def refuse_an_earlier_run(run_dir: Path, ckpt_path: str | None, resume: str) -> None:
@@ -98,6 +112,21 @@ def refuse_a_full_disk(run_dir: Path) -> None:
             f"hydra.run.dir = {run_dir}: its disk has {free // 1024} KB free, too little to start a run "
             f"({MIN_FREE_BYTES // 1024} KB at least); free space there, or give a hydra.run.dir on another disk"
         )
+
+
+def forget_unstarted(run_dir: Path) -> None:
+    """Remove a single run's run dir that holds only what Hydra wrote before the job (.hydra/, the log, the lock):
+    a run refused for bad input before it wrote anything leaves no run dir behind."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN or not run_dir.is_dir():
+        return  # a sweep's job dir keeps its record of the failure
+    names = {path.name for path in run_dir.iterdir()}
+    if HYDRA_OUTPUT in names and names <= {HYDRA_OUTPUT, HYDRA_LOG, LOCK_FILE}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # outputs/<name>/, made for this run, when it holds no other
+            run_dir.parent.rmdir()
 
 
 def _holder(descriptor: int) -> str:

@@ -34,7 +34,9 @@ def load(
     bunch = getattr(sklearn.datasets, f"load_{name}")()
     inputs, targets = bunch.data, bunch.target
     classification = num_classes is not None
-    _check_matches(name, inputs, targets, in_shape, num_classes)
+    # digits' images, one grey channel (what its transforms read); the tables' features
+    shape = [1, *bunch.images.shape[1:]] if hasattr(bunch, "images") else [inputs.shape[1]]
+    _check_matches(name, inputs, targets, in_shape, num_classes, shape)
     train, val, test = split_indices(
         targets, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed, stratify=classification
     )
@@ -66,14 +68,18 @@ def load(
 
 
 def _check_matches(
-    name: str, inputs: np.ndarray, targets: np.ndarray, in_shape: Sequence[int], num_classes: int | None
+    name: str,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    in_shape: Sequence[int],
+    num_classes: int | None,
+    shape: list[int],
 ) -> None:
     features = int(np.prod(in_shape))
     if features != inputs.shape[1]:
         raise ConfigError(
             f"dataset.in_shape = {list(in_shape)}: {name} has {inputs.shape[1]} features per sample; "
-            "type an in_shape with that many values, e.g. "
-            f"dataset.in_shape=[{inputs.shape[1]}]"
+            f"type dataset.in_shape=[{','.join(map(str, shape))}]"
         )
     if num_classes is not None and num_classes != len(np.unique(targets)):
         raise ConfigError(
