@@ -78,7 +78,9 @@ def test_infinite_inputs_are_named_with_their_column():
     data = build.data(cfg)
     data.train[0][5:7, 4] = float("inf")
     task = build.task(cfg, build.model(cfg, data.spec), data)
-    with pytest.raises(NonFiniteData, match=r"\(the inputs of 2 of the 286 training samples, in input column 4, counted from 0\)"):
+    with pytest.raises(
+        NonFiniteData, match=r"\(the inputs of 2 of the 286 training samples, in input column 4, counted from 0\)"
+    ):
         make_trainer(device="cpu", max_epochs=1).fit(
             task, data, task.configure_optimizers(build.optimizer_factory(cfg))
         )
@@ -155,28 +157,17 @@ def test_a_file_that_is_no_checkpoint_is_told_from_one_holding_foreign_objects(s
 
 
 @pytest.mark.usefixtures("wide_terminal")
-@pytest.mark.parametrize("tool", ["export", "predict", "sample", "eval", "eval model.pt"])
+@pytest.mark.parametrize("tool", ["export", "predict", "sample", "eval"])
 def test_every_tool_that_loads_a_checkpoint_says_a_corrupt_one_is_corrupt(saved, tool, capsys):
-    if tool == "eval model.pt":  # a run's plain state_dict, with its run's last.pt beside
-        (saved / "checkpoints").mkdir()
-        (saved / "good.pt").rename(saved / "checkpoints" / "last.pt")
-        path = saved / "model.pt"
-        corrupt_pickle(path, saved / "checkpoints" / "last.pt")
-    else:
-        path = saved / "bad.pt"
-        corrupt_pickle(path, saved / "good.pt")
+    path = saved / "bad.pt"
+    corrupt_pickle(path, saved / "good.pt")
     np.save(saved / "rows.npy", np.zeros((2, 64), dtype=np.float32))
     main, args = {
         "export": (export_cli.main, []),
         "predict": (predict.main, [str(saved / "rows.npy")]),
         "sample": (sample.main, []),
         "eval": (evaluate.main, []),
-        "eval model.pt": (evaluate.main, []),
     }[tool]
-    if tool == "eval model.pt":
-        with pytest.raises(ConfigError, match="no model state"):  # the stand-in last.pt holds no run config
-            main([str(path)])
-        return _check_plain_state_dict(path)
     with pytest.raises(SystemExit) as exit_:
         main([str(path), *args])
     message = " ".join(capsys.readouterr().err.replace("│", " ").split())
@@ -185,13 +176,15 @@ def test_every_tool_that_loads_a_checkpoint_says_a_corrupt_one_is_corrupt(saved,
     assert "objects beyond" not in message and "weights_only" not in message
 
 
-def _check_plain_state_dict(path):
+def test_dlrun_eval_reads_a_model_pt_through_the_same_checks(saved):
+    path = saved / "model.pt"
+    corrupt_pickle(path, saved / "good.pt")
     with pytest.raises(ConfigError) as error:
         evaluate._plain_state_dict(path)
     message = str(error.value)
     assert message.startswith(f"CKPT = {path}: not a readable checkpoint, truncated or corrupt")
     assert message.endswith("type the path of a run's model.pt or checkpoints/best.pt")
-    torch.save({"weight": torch.ones(2)}, path)
+    torch.save({"weight": torch.ones(2)}, path)  # a real state_dict there reads
     assert evaluate._plain_state_dict(path)["weight"].tolist() == [1.0, 1.0]
 
 
