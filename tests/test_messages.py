@@ -1,6 +1,7 @@
 """Bad input that used to pass silently or with a misleading message (issue 17 point 9): each is refused naming the
 key or file, and the value the message suggests works."""
 
+import dataclasses
 import random
 import zipfile
 
@@ -84,6 +85,25 @@ def test_infinite_inputs_are_named_with_their_column():
         make_trainer(device="cpu", max_epochs=1).fit(
             task, data, task.configure_optimizers(build.optimizer_factory(cfg))
         )
+
+
+def test_streamed_data_are_checked_in_the_batches_the_epoch_read():
+    from torch.utils.data import TensorDataset
+
+    from dlrun.trainer.nonfinite_data import nonfinite_values
+
+    data = build.data(compose_config("experiment=diabetes"))
+    inputs, targets = data.train
+    targets = targets.clone()
+    targets[::2] = float("nan")
+    streamed = dataclasses.replace(data, train=TensorDataset(inputs, targets))
+    assert streamed.streamed
+    found = nonfinite_values(streamed, epoch=0, batches_done=3)
+    assert found.startswith("the targets of ") and found.endswith(
+        " of the 48 training samples of the epoch's first 3 batches"
+    )
+    clean = dataclasses.replace(data, train=TensorDataset(*data.train))
+    assert nonfinite_values(clean, epoch=0, batches_done=3) is None
 
 
 def test_a_diverging_run_on_finite_data_still_gets_the_learning_rate_advice():
