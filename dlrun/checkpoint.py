@@ -3,6 +3,8 @@
 import copy
 import io
 import pickle
+import pickletools
+import re
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +77,11 @@ def write_files(files: dict[Path, bytes]) -> None:
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # how every file torch.save writes begins (a zip archive)
+# How a file of torch's format before 1.6 (torch.save(..., _use_new_zipfile_serialization=False)) begins: its magic
+# number, pickled with protocol 2. torch.load reads those too.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+PICKLE_OPCODES = {ord(opcode.code) for opcode in pickletools.opcodes}  # the bytes a pickle is made of
+ANOTHER = "type the path of another checkpoint, e.g. the run's checkpoints/best.pt"
 
 
 def load(path: str | Path, *, key: str = "ckpt_path") -> dict:
@@ -83,42 +90,63 @@ def load(path: str | Path, *, key: str = "ckpt_path") -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"{key} = {path}: no such file; type the path of a last.pt or best.pt")
+    state = read(path, key=key, another=ANOTHER)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ConfigError(f"{key} = {path}: not a dlrun checkpoint (no model state); type the path of a last.pt")
+    return state
+
+
+def read(path: Path, *, key: str, another: str):
+    """What torch.save wrote to the file, read with weights_only=True; a file that is empty, of another format,
+    corrupt or holding objects beyond tensors and plain containers is a ConfigError "key = path: ...; another"."""
     with open(path, "rb") as file:
-        start = file.read(len(ZIP_MAGIC))
-    another = "type the path of another checkpoint, e.g. the run's checkpoints/best.pt"
+        start = file.read(len(LEGACY_MAGIC))
     if not start:
         raise ConfigError(f"{key} = {path}: an empty file (0 bytes), truncated or never written; {another}")
-    if start != ZIP_MAGIC:
-        raise ConfigError(f"{key} = {path}: not a torch checkpoint (torch.save writes a zip archive); {another}")
+    if not start.startswith(ZIP_MAGIC) and start != LEGACY_MAGIC:
+        raise ConfigError(
+            f"{key} = {path}: not a torch checkpoint (torch.save writes a zip archive): a file of another format, "
+            f"or corrupt; {another}"
+        )
     try:
         with warnings.catch_warnings():  # torch warns of the pickle protocol of a file it is about to refuse
             warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        refused = _refused_content(error)
+        if _well_formed(refused):
+            raise ConfigError(
+                f"{key} = {path}: refused, the file holds objects beyond tensors and plain containers ({refused}); "
+                "load only checkpoints written by dlrun"
+            ) from error
         raise ConfigError(
-            f"{key} = {path}: refused, the file holds objects beyond tensors and plain containers "
-            f"({_refused_content(error)}); load only checkpoints written by dlrun"
+            f"{key} = {path}: not a readable checkpoint, truncated or corrupt ({refused}); {another}"
         ) from error
     except Exception as error:  # torch.load fails on a damaged file with many exception types
         raise ConfigError(
             f"{key} = {path}: not a readable checkpoint, truncated or corrupt "
             f"({_first_sentence(str(error))}); {another}"
         ) from error
-    if not isinstance(state, dict) or "model" not in state:
-        raise ConfigError(f"{key} = {path}: not a dlrun checkpoint (no model state); type the path of a last.pt")
-    return state
+
+
+def _well_formed(refused: str) -> bool:
+    """Whether torch refused a pickle for what it holds (a global, an opcode of the pickle format it does not read)
+    rather than for bytes that are no pickle at all (a corrupt file)."""
+    operand = re.fullmatch(r"Unsupported operand (\d+)", refused)
+    return refused.startswith("Unsupported global") or bool(operand and int(operand[1]) in PICKLE_OPCODES)
 
 
 def _refused_content(error: pickle.UnpicklingError) -> str:
-    """What torch's weights-only unpickler refused ("Unsupported global: ..."), without its advice to load the file
-    unsafely."""
+    """What torch's weights-only unpickler refused ("Unsupported global: ...", "Unsupported operand 164": a corrupt
+    pickle), without its advice to load the file unsafely."""
     _, found, detail = str(error).partition("WeightsUnpickler error:")
     return _first_sentence(detail if found and detail.strip() else str(error))
 
 
 def _first_sentence(text: str) -> str:
-    """The cause in torch's message, not the advice after it."""
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+    """The cause in torch's message, not the advice after it, nor the C++ source line ("[enforce fail at ...]")."""
+    text = re.sub(r"\[enforce fail at [^\]]*\][\s.]*", "", text)
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "no detail")
     return line.split(". ")[0].rstrip(".")
 
 

@@ -48,8 +48,22 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
 
     validate(cfg)
     from dlrun.run import run
+    from dlrun.trainer import NonFiniteData
 
-    return run(cfg, run_dir)
+    try:
+        return run(cfg, run_dir)
+    except NonFiniteData as error:  # the message names the data's values; the config names the data
+        raise NonFiniteData(f"dataset = {_data_source(cfg)}: {error}") from None
+
+
+DATA_SOURCE_KEYS = ("path", "root", "column", "target")  # the dataset keys that say where its values come from
+
+
+def _data_source(cfg: DictConfig) -> str:
+    """'csv (dataset.path=houses.csv, dataset.target=price)': the dataset option and what it reads."""
+    dataset = cfg.dataset
+    given = [f"dataset.{key}={dataset[key]}" for key in DATA_SOURCE_KEYS if dataset.get(key) is not None]
+    return f"{dataset.get('name')}" + (f" ({', '.join(given)})" if given else "")
 
 
 def parse_overrides(args: list[str]) -> list:
@@ -93,9 +107,13 @@ def quiet_rank_overrides(args: list[str]) -> list[str]:
 
 def main() -> None:
     register_schemas()
-    parsed = parse_overrides(sys.argv[1:])
+    from dlrun import override_values
+
     with exit_on_bad_input():
+        override_values.check_quoting(sys.argv[1:])  # before Hydra parses them
+        parsed = parse_overrides(sys.argv[1:])
         check_group_overrides(parsed)
+        override_values.check_types(parsed)
     sys.argv += quiet_rank_overrides(sys.argv[1:])
     from dlrun.signals import requests
     from dlrun.sweep import callback

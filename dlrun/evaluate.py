@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun import compose
 from dlrun import inputs as raw_inputs
-from dlrun.errors import ConfigError, exit_on_bad_input, first_line
+from dlrun.errors import ConfigError, exit_on_bad_input
 
 SPLITS = ("test", "val")
 PLAIN_WEIGHTS = "model.pt"  # a run's plain state_dict: its config is read from the run's checkpoints/last.pt
@@ -136,15 +136,9 @@ def load(checkpoint: str | Path, config_dirs: Sequence[str | Path]) -> raw_input
 
 
 def _plain_state_dict(path: Path) -> dict:
-    import torch
+    from dlrun.checkpoint import read
 
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load fails on an empty, foreign or damaged file with many exception types
-        raise ConfigError(
-            f"CKPT = {path}: not a readable state_dict ({first_line(error)}); type the path of a run's "
-            "model.pt or checkpoints/best.pt"
-        ) from error
+    weights = read(path, key="CKPT", another="type the path of a run's model.pt or checkpoints/best.pt")
     if not isinstance(weights, dict) or not all(isinstance(key, str) for key in weights):
         raise ConfigError(f"CKPT = {path}: holds no state_dict; type the path of a run's model.pt or best.pt")
     return weights

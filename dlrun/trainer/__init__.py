@@ -26,10 +26,11 @@ from dlrun.schedulers import ScheduledLR
 from dlrun.signals import requests, stop_signals
 from dlrun.tasks.base import Task
 from dlrun.trainer.metric_sums import EpochSums
+from dlrun.trainer.nonfinite_data import nonfinite_values
 from dlrun.trainer.optimization import Optimization, learning_rates, step_schedulers
 from dlrun.trainer.placement import Placement, resolve_device
 
-__all__ = ["NonFiniteLoss", "State", "Trainer", "TrainingInterrupted", "resolve_device"]
+__all__ = ["NonFiniteData", "NonFiniteLoss", "State", "Trainer", "TrainingInterrupted", "resolve_device"]
 
 STOP_AGREEMENT_STEPS = 10  # under torchrun the ranks agree on a stop signal every this many optimizer steps
 FAST_DEV_RUN_BATCHES = 2
@@ -56,6 +57,10 @@ class TrainingInterrupted(Exception):
 
 class NonFiniteLoss(ConfigError):
     """The training loss became NaN or infinite: the configuration diverges."""
+
+
+class NonFiniteData(NonFiniteLoss):
+    """The training loss became NaN or infinite, and the training data hold NaN or infinite values."""
 
 
 class Trainer:
@@ -297,10 +302,16 @@ class Trainer:
             return self.state.step
         step = self.state.step
         steps = f"step {step}" if checked_step + 1 >= step else f"one of steps {checked_step + 1}-{step}"
+        stopped = f"train/{name} became NaN or infinite at {steps} (epoch {self.state.epoch + 1}); training stopped"
+        in_data = nonfinite_values(self.data, self.state.epoch, self.state.batch)  # not the optimizer's doing then
+        if in_data:
+            raise NonFiniteData(
+                f"{stopped}: the training data hold NaN or infinite values ({in_data}), which no learning rate "
+                "trains on; fill them in or drop those rows in the dataset's files"
+            )
         skip = "" if self.task.manual_optimization else ", or trainer.nonfinite_loss=skip to skip such batches"
         raise NonFiniteLoss(
-            f"train/{name} became NaN or infinite at {steps} (epoch {self.state.epoch + 1}); training stopped and the "
-            f"last good checkpoint is kept. Try a lower optimizer.lr, trainer.gradient_clip_val=1.0, "
+            f"{stopped} and the last good checkpoint is kept. Try a lower optimizer.lr, trainer.gradient_clip_val=1.0, "
             f"trainer.precision=32{skip}"
         )
 

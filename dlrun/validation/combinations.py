@@ -13,11 +13,37 @@ AUTOENCODERS = {"dlrun.models.autoencoder.autoencoder": "autoencoder", "dlrun.mo
 RECONSTRUCTING_TASKS = {"dlrun.tasks.autoencoder.AutoencoderTask": "autoencoder", "dlrun.tasks.vae.VAETask": "vae"}
 TEXT_DATA = "dlrun.data.text.load"  # characters to predict: task=language_model's
 LANGUAGE_MODEL_TASK = "dlrun.tasks.language_model.LanguageModelTask"
+SERIES_DATA = "dlrun.data.timeseries.load"  # windows of a series: task=forecast's
+FORECAST_TASK = "dlrun.tasks.forecast.ForecastTask"
+# The tasks that read one kind of dlrun dataset only: option name, that dataset, what the task does, what to type.
+DATA_OF_TASK = {
+    FORECAST_TASK: (
+        "forecast",
+        SERIES_DATA,
+        "forecasts the next value of a series",
+        "dataset=timeseries loss=mse, or experiment=timeseries",
+    ),
+    LANGUAGE_MODEL_TASK: (
+        "language_model",
+        TEXT_DATA,
+        "continues a text character by character",
+        "dataset=text model=lstm, or experiment=text",
+    ),
+}
+DIRECTIONS = ("min", "max")  # whether a monitored metric should fall or rise
+FALLING = ("loss", "mse", "mae", "error")  # in a metric's name: it should fall (val/loss, val/rmse)
+MODE_KEYS = ("callbacks.checkpoint.mode", "callbacks.early_stopping.mode", "scheduler.mode")
 
 
 def check_combinations(cfg: DictConfig) -> list[str]:
     """A problem for each choice that does not fit another."""
-    return [*_check_data(cfg), *_check_loss(cfg), *_check_optimizer(cfg), *_check_scheduler(cfg)]
+    return [
+        *_check_data(cfg),
+        *_check_loss(cfg),
+        *_check_optimizer(cfg),
+        *_check_scheduler(cfg),
+        *_check_modes(cfg),
+    ]
 
 
 def _check_data(cfg: DictConfig) -> list[str]:
@@ -53,6 +79,9 @@ def _check_loss(cfg: DictConfig) -> list[str]:
             "dataset = text: every character predicts the next, which this task does not train; "
             "type task=language_model model=lstm, or experiment=text"
         ]
+    task_data = _check_task_data(cfg)
+    if task_data:
+        return task_data  # before the loss: the dataset decides which loss fits
     num_classes = lookup(cfg, "dataset.num_classes")
     dataset = lookup(cfg, "dataset.name")
     if num_classes == AUTO:  # image folders, CSV targets, text vocabularies: their classes are counted when read
@@ -126,6 +155,18 @@ def _check_reconstruction(cfg: DictConfig, problem: str, autoencoder: str | None
     return []
 
 
+def _check_task_data(cfg: DictConfig) -> list[str]:
+    """task=forecast reads dataset=timeseries's windows and task=language_model dataset=text's characters, no other
+    dataset of dlrun's (one of the user's own may give the same batches)."""
+    task, dataset = lookup(cfg, "task._target_"), lookup(cfg, "dataset._target_")
+    if task not in DATA_OF_TASK or not str(dataset).startswith("dlrun."):
+        return []
+    option, needed, what, fix = DATA_OF_TASK[task]
+    if dataset == needed:
+        return []
+    return [f"task = {option} {what}, not dataset {lookup(cfg, 'dataset.name')}; type {fix}"]
+
+
 def _loss_name(problem: str) -> str:
     return {"classification": "cross_entropy", "binary": "bce"}[problem]
 
@@ -145,4 +186,23 @@ def _check_scheduler(cfg: DictConfig) -> list[str]:
         problems.append(f"scheduler.interval = {interval}: unknown; type scheduler.interval=epoch or step")
     if lookup(cfg, "scheduler.warmup_epochs") and lookup(cfg, "scheduler.monitor") is not None:
         problems.append("scheduler.warmup_epochs: plateau cannot warm up; type scheduler.warmup_epochs=0")
+    return problems
+
+
+def _check_modes(cfg: DictConfig) -> list[str]:
+    """Every monitor's mode is min or max (anything else would be read as max). A mode that only repeats another
+    (early stopping's is ${callbacks.checkpoint.mode}) is reported there."""
+    problems = []
+    for key in MODE_KEYS:
+        parent, _, name = key.rpartition(".")
+        node = lookup(cfg, parent)
+        if not OmegaConf.is_dict(node) or name not in node or OmegaConf.is_interpolation(node, name):
+            continue
+        if node[name] not in DIRECTIONS:
+            monitor = str(node.get("monitor"))
+            direction = "min" if any(word in monitor for word in FALLING) else "max"
+            problems.append(
+                f"{key} = {node[name]}: must be min (the metric should fall, like val/loss) or max (it should rise, "
+                f"like val/acc); type {key}={direction} for {monitor}"
+            )
     return problems

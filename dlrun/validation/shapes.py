@@ -8,10 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 from dlrun.data.spec import DataSpec
 from dlrun.data.transforms import resized_shape
 from dlrun.errors import ConfigError
+from dlrun.validation.combinations import FORECAST_TASK, LANGUAGE_MODEL_TASK
 from dlrun.validation.values import AUTO, lookup
 
-FORECAST_TASK = "dlrun.tasks.forecast.ForecastTask"  # windows of a series, [steps, values] each, to a number
-LANGUAGE_MODEL_TASK = "dlrun.tasks.language_model.LanguageModelTask"  # token indices to the next token
 CLASS_PROBLEMS = {"classification": "cross_entropy", "binary": "bce"}  # loss.problem: the loss option of it
 
 
