@@ -1,8 +1,8 @@
 """The config `dlrun <overrides>` would run, composed outside `dlrun` itself: for dlrun-eval and dlrun-lr-find.
 
 Hydra's compose API on dlrun's conf/, with Hydra's own node so that ${hydra:...} (the default `name`) and
-hydra.run.dir resolve as in a run. A bad override is a ConfigError with Hydra's message and the did-you-mean lines
-of the `dlrun` command. Imports no torch.
+hydra.run.dir resolve as in a run. A bad override is a ConfigError with `dlrun`'s own messages: a value of the wrong
+type or unquoted beyond ASCII (dlrun.override_values), else Hydra's message and the did-you-mean lines. Imports no torch.
 """
 
 from collections.abc import Sequence
@@ -20,7 +20,11 @@ def compose(overrides: Sequence[str]) -> DictConfig:
     from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
 
+    from dlrun import override_values
+
     register_schemas()
+    override_values.check_quoting(overrides)
+    override_values.check_types(parse(overrides))
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="dlrun"):
             cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)

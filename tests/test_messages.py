@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlrun import build, checkpoint, evaluate, predict, sample
+from dlrun import build, checkpoint, compose, evaluate, predict, sample
 from dlrun.cli import train
 from dlrun.errors import ConfigError
 from dlrun.export import cli as export_cli
@@ -238,6 +238,15 @@ def test_values_of_the_wrong_type_name_the_key_and_a_value_of_its_type(tmp_path)
         key = fix.partition("=")[0]
         assert f"{key} = " in result.stderr and f": takes {kind}; type e.g. {fix}" in result.stderr
     validate(compose_config(*fixes))
+
+
+def test_the_tools_that_compose_a_run_give_the_same_typed_messages():
+    with pytest.raises(ConfigError) as error:
+        compose.compose(["trainer.max_epochs=2.5"])
+    assert "trainer.max_epochs = 2.5: takes a whole number; type e.g. trainer.max_epochs=30" in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        compose.compose(["name=café"])
+    assert "type \"name='café'\"" in str(error.value)
 
 
 def test_an_unquoted_value_beyond_ascii_is_told_how_to_quote_it(tmp_path):
