@@ -24,6 +24,7 @@ def dlrun(monkeypatch, tmp_path):
     to a capture closed after the test) and Hydra is ready to compose again."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    monkeypatch.setattr(cli, "_job_started", False)  # as for a process of its own, and as it was afterwards
 
     def run(*args: str):
         monkeypatch.setattr(sys, "argv", ["dlrun", *SMALL, *SHORT, f"hydra.run.dir={tmp_path / 'run'}", *args])
