@@ -2,7 +2,8 @@
 
 Hydra's compose API on dlrun's conf/, with Hydra's own node so that ${hydra:...} (the default `name`) and
 hydra.run.dir resolve as in a run. A bad override is a ConfigError with `dlrun`'s own messages: a value of the wrong
-type or unquoted beyond ASCII (dlrun.override_values), else Hydra's message and the did-you-mean lines. Imports no torch.
+type or unquoted beyond ASCII (dlrun.override_values), else Hydra's message and the did-you-mean lines.
+Imports no torch.
 """
 
 from collections.abc import Sequence
