@@ -220,9 +220,10 @@ def test_the_streamed_series_standardises_with_the_training_part_alone(tmp_path)
 
 
 @pytest.mark.parametrize("storage", STORAGES)
-def test_a_bad_cell_is_a_line_numbered_config_error_on_both_paths(storage, tmp_path, cache):
-    path = write_series(tmp_path / "sales.csv", [1.5, 2.5, 3.5, "n/a", 5.5] * 20)
-    with pytest.raises(ConfigError, match="dataset.column = units: line 5 holds 'n/a', not a number"):
+@pytest.mark.parametrize("cell", ["n/a", "inf", "-inf", "nan"])
+def test_a_bad_cell_is_a_line_numbered_config_error_on_both_paths(cell, storage, tmp_path, cache):
+    path = write_series(tmp_path / "sales.csv", [1.5, 2.5, 3.5, cell, 5.5] * 20)
+    with pytest.raises(ConfigError, match=f"dataset.column = units: line 5 holds '{cell}', not a finite number"):
         timeseries.load(path=str(path), column="units", window=4, in_shape=[4, 1], storage=storage)
     assert not list(cache.glob("dlrun/series/*"))
 

@@ -105,7 +105,7 @@ def test_the_forecast_task_reports_the_naive_forecast_beside_the_model(run_dir):
     ("settings", "message"),
     [
         ({"column": "units"}, "dataset.column = units: not a column of the shipped sunspots.csv; type one of month"),
-        ({"column": "month"}, "dataset.column = month: line 2 holds '1749-01', not a number"),
+        ({"column": "month"}, "dataset.column = month: line 2 holds '1749-01', not a finite number"),
         ({"path": "nowhere.csv"}, "dataset.path = nowhere.csv: no such file"),
         ({"window": 3119, "in_shape": [3119, 1]}, "dataset.window = 3119: the series has 3120 values, too few"),
         ({"in_shape": [24, 2]}, r"dataset.in_shape = \[24, 2\]: windows of one value are \[24, 1\]"),

@@ -142,7 +142,7 @@ def _values(reader, header: list[str], column: str, shown: str) -> Iterator[np.n
                 value = float(row[index])  # float() ignores the blanks around a number
             except ValueError:
                 value = math.nan
-            if not math.isnan(value):
+            if math.isfinite(value):  # nan and inf are gaps, not values
                 values.append(value)
                 if len(values) == CHUNK_VALUES:
                     yield np.array(values)
@@ -160,8 +160,8 @@ def _refuse(row: list[str], line: int, index: int, width: int, column: str, show
     if len(row) != width:
         raise ConfigError(f"dataset.path = {shown}: line {line} has {len(row)} cells, the header {width}; fix the file")
     raise ConfigError(
-        f"dataset.column = {column}: line {line} holds {row[index].strip()!r}, not a number; a series needs a value "
-        "in every row (fill the gaps, or pick another column)"
+        f"dataset.column = {column}: line {line} holds {row[index].strip()!r}, not a finite number; a series needs "
+        "a value in every row (fill the gaps, or pick another column)"
     )
 
 
