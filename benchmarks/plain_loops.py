@@ -34,6 +34,8 @@ class Stopwatch:
 
 @dataclass
 class Measured:
+    """One timed training run."""
+
     seconds: float  # wall
     cpu_seconds: float
     val_loss: float  # after the last epoch: a check that the variants did the same work
