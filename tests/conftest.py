@@ -1,5 +1,6 @@
 """Compose the real conf/ with Hydra's compose API, shrunk for tests; run the real CLI as a subprocess."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -74,13 +75,11 @@ def torchrun(*args, cwd, timeout=300, env=ENV):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def import_bench_train():
-    """benchmarks/bench_train.py, imported: a folder of scripts, not a package."""
+def import_benchmark(name: str):
+    """benchmarks/<name>.py, imported: a folder of scripts, not a package."""
     if str(REPO / "benchmarks") not in sys.path:
         sys.path.insert(0, str(REPO / "benchmarks"))
-    import bench_train
-
-    return bench_train
+    return importlib.import_module(name)
 
 
 def option_names(group: str) -> list[str]:

@@ -12,7 +12,7 @@ import torch
 from dlrun import build
 from dlrun.trainer import Trainer
 
-from conftest import ENV, compose_config, import_bench_train, only_run_dir, torchrun
+from conftest import ENV, compose_config, import_benchmark, only_run_dir, torchrun
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda", 0)
@@ -63,7 +63,7 @@ def test_splits_kept_in_host_memory_train_as_well():
 
 
 def test_the_benchmarks_gpu_section_measures_both_loops():
-    result = import_bench_train().bench_gpu(CUDA, samples=2048, batch_size=256, epochs=3)
+    result = import_benchmark("gpu").bench_gpu(CUDA, samples=2048, batch_size=256, epochs=3)
     assert set(result.images_per_s) == {"dlrun", "plain"} and all(v > 0 for v in result.images_per_s.values())
 
 
