@@ -55,8 +55,9 @@ def output_names(count: int) -> list[str]:
 
 
 def torch_inputs(trained) -> list[dict]:
-    """The model's one input, as the description of a torch file gives it."""
-    return [{"name": INPUT_NAME, "shape": ["batch", *trained.model_shape], "dtype": "float32"}]
+    """The model's one input, as the description of a torch file gives it: token indices or float values."""
+    dtype = "int64" if trained.spec.tokens else "float32"
+    return [{"name": INPUT_NAME, "shape": ["batch", *trained.model_shape], "dtype": dtype}]
 
 
 def torch_outputs(model, batch) -> list[dict]:

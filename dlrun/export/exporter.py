@@ -89,7 +89,8 @@ def check_batch(trained, inputs: list[str | Path] | None, batch_size: int):
         taken.append(inputs_batch)
         if sum(map(len, taken)) >= batch_size:
             break
-    batch = torch.cat(taken)[:batch_size].float().cpu()
+    batch = torch.cat(taken)[:batch_size].cpu()
+    batch = batch.float() if batch.is_floating_point() else batch  # token indices stay whole numbers
     name = OmegaConf.select(trained.config, "dataset.name", default=None) or "the dataset"
     return batch, f"{len(batch)} {split} inputs of {name}"
 
