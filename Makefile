@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	# torch first, pinned to the releases on this disk, so nothing pulls another (several GB) torch.
 	$(PYTHON) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	# every extra too (onnx, optuna, rl, slurm: pyproject.toml), so that `make test` covers their features.
-	$(PYTHON) -m pip install --quiet -e '.[dev,onnx,optuna,rl,slurm]'
+	# every extra too (onnx, optuna, rl, safetensors, slurm: pyproject.toml), so that `make test` covers their features.
+	$(PYTHON) -m pip install --quiet -e '.[dev,onnx,optuna,rl,safetensors,slurm]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## make .venv and install dlrun (editable) with its dev tools and every extra

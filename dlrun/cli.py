@@ -54,12 +54,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
 
 def parse_overrides(args: list[str]) -> list:
     """The command line's overrides as Hydra parses them; none when one is malformed (Hydra reports it itself)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
+    from dlrun.compose import parse
 
     try:
-        return OverridesParser.create().parse_overrides([arg for arg in args if "=" in arg and not arg.startswith("-")])
-    except OverrideParseException:
+        return parse([arg for arg in args if "=" in arg and not arg.startswith("-")])
+    except ConfigError:
         return []
 
 

@@ -5,13 +5,12 @@ hydra.run.dir resolve as in a run. A bad override is a ConfigError with Hydra's 
 of the `dlrun` command. Imports no torch.
 """
 
-import time
 from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
 from dlrun.config import CONFIG_DIR, register_schemas
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, first_line
 
 
 def compose(overrides: Sequence[str]) -> DictConfig:
@@ -29,12 +28,6 @@ def compose(overrides: Sequence[str]) -> DictConfig:
         raise ConfigError(first_line(error), *_suggestions(overrides)) from None
     HydraConfig.instance().set_config(cfg)
     return cfg
-
-
-def timestamp() -> str:
-    """A new run dir's name, as hydra.run.dir's: date, time, microseconds (unique within a second)."""
-    now = time.time()
-    return time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now)) + f"_{int(now % 1 * 1e6):06d}"
 
 
 def parse(overrides: Sequence[str]) -> list:
@@ -60,8 +53,3 @@ def _suggestions(overrides: Sequence[str]) -> list[str]:
         return suggestions(parse(overrides), [CONFIG_DIR])
     except ConfigError:
         return []
-
-
-def first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

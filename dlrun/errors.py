@@ -14,6 +14,12 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.problems))
 
 
+def first_line(error: Exception) -> str:
+    """A library error's first line, for a message of one line."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def report(error: ConfigError) -> None:
     """Print a configuration error as a short red panel on stderr, without a traceback."""
     from rich.console import Console

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun import compose
 from dlrun import inputs as raw_inputs
-from dlrun.errors import ConfigError, exit_on_bad_input
+from dlrun.errors import ConfigError, exit_on_bad_input, first_line
 
 SPLITS = ("test", "val")
 PLAIN_WEIGHTS = "model.pt"  # a run's plain state_dict: its config is read from the run's checkpoints/last.pt
@@ -142,7 +142,7 @@ def _plain_state_dict(path: Path) -> dict:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails on an empty, foreign or damaged file with many exception types
         raise ConfigError(
-            f"CKPT = {path}: not a readable state_dict ({compose.first_line(error)}); type the path of a run's "
+            f"CKPT = {path}: not a readable state_dict ({first_line(error)}); type the path of a run's "
             "model.pt or checkpoints/best.pt"
         ) from error
     if not isinstance(weights, dict) or not all(isinstance(key, str) for key in weights):
@@ -169,8 +169,9 @@ def evaluation_config(trained: raw_inputs.Trained, overrides: Sequence[str]) -> 
         value = OmegaConf.select(composed, key)
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value  # interpolations kept
         OmegaConf.update(cfg, key, value, merge=False, force_add=True)
-    given = compose.gives_run_dir(overrides)
-    run_dir = Path(composed.hydra.run.dir) if given else _run_of(trained.path) / "eval" / compose.timestamp()
+    run_dir = Path(composed.hydra.run.dir)
+    if not compose.gives_run_dir(overrides):  # <run>/eval/<the timestamp hydra.run.dir ends in>
+        run_dir = _run_of(trained.path) / "eval" / run_dir.name
     return cfg, run_dir
 
 

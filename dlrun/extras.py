@@ -4,17 +4,23 @@ its extra is not installed (the extra to pip install). `make install` installs e
 import importlib.util
 
 EXTRAS = {  # extra: {module: the package that installs it}; pyproject.toml's [project.optional-dependencies]
-    "onnx": {"onnx": "onnx", "onnxruntime": "onnxruntime"},
+    "onnx": {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxscript": "onnxscript"},
     "optuna": {"optuna": "optuna"},
     "rl": {"gymnasium": "gymnasium"},
+    "safetensors": {"safetensors": "safetensors"},
     "slurm": {"hydra_plugins.hydra_submitit_launcher": "hydra-submitit-launcher"},
 }
+PREFERRED = {"onnxscript"}  # modules a feature uses when installed and does without (the legacy ONNX exporter)
 OPTIONS = {("hydra/launcher", "slurm"): "slurm"}  # config options whose defaults come from an extra's Hydra plugin
 
 
 def missing(feature: str, extra: str) -> str | None:
     """The problem "FEATURE: needs P, not installed; type pip install 'dlrun[EXTRA]'", or None when extra is."""
-    absent = [package for module, package in EXTRAS[extra].items() if importlib.util.find_spec(module) is None]
+    absent = [
+        package
+        for module, package in EXTRAS[extra].items()
+        if module not in PREFERRED and importlib.util.find_spec(module) is None
+    ]
     return _problem(feature, absent, extra) if absent else None
 
 

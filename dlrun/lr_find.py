@@ -117,7 +117,9 @@ def lr_find(
 
     cfg = compose.compose(overrides)
     given = compose.gives_run_dir(overrides)
-    run_dir = Path(cfg.hydra.run.dir if given else Path("outputs") / "lr_find" / cfg.name / compose.timestamp())
+    run_dir = Path(cfg.hydra.run.dir)
+    if not given:  # outputs/lr_find/<name>/<the timestamp hydra.run.dir ends in>
+        run_dir = Path("outputs") / "lr_find" / cfg.name / run_dir.name
     with open_dict(cfg):  # the config a run gets: without the hydra node
         del cfg["hydra"]
     validate(cfg)

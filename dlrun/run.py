@@ -48,13 +48,6 @@ def _run(cfg: DictConfig, run_dir: Path, world: World) -> float | None:
     if cfg.print_config:
         console.print(report.config_tree(OmegaConf.to_container(cfg, resolve=True)))
     seed_everything(cfg.seed)
-    if world.is_main:  # provenance.json: git commit, packages, machine, dataset fingerprint
-        provenance.write(
-            run_dir,
-            dataset=OmegaConf.to_container(cfg.dataset, resolve=True),
-            device=str(resolve_device(cfg.trainer.device, world.local_rank)),
-        )
-
     data = build.data(cfg)
     model = build.model(cfg, data.spec)
     task = build.task(cfg, model, data)
@@ -62,6 +55,12 @@ def _run(cfg: DictConfig, run_dir: Path, world: World) -> float | None:
     trainer = build.trainer(cfg, run_dir)
     schedulers = build.schedulers(cfg, optimizers, trainer.optimizer_steps_per_epoch(data))
     resume_from = _resume_checkpoint(_checkpoint_to_resume(cfg, run_dir), model)
+    if world.is_main:  # provenance.json: git commit, packages, machine, dataset fingerprint, once the run is built
+        provenance.write(
+            run_dir,
+            dataset=OmegaConf.to_container(cfg.dataset, resolve=True),
+            device=str(resolve_device(cfg.trainer.device, world.local_rank)),
+        )
     report.parameter_count(console, model)
     pause.point("startup")
     _stop_if_requested("start-up", trainer.state)

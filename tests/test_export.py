@@ -1,4 +1,5 @@
-"""dlrun-export on checkpoints of real runs: ONNX (dynamic batch, onnxruntime), TorchScript, state_dict, bad input."""
+"""dlrun-export on checkpoints of real runs: ONNX (dynamic batch, onnxruntime; dynamo and TorchScript-based exporters),
+TorchScript, state_dict, safetensors, bad input."""
 
 import json
 import os
@@ -12,6 +13,8 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import safetensors
+import safetensors.torch
 import sklearn.datasets
 import torch
 from omegaconf import OmegaConf
@@ -62,9 +65,15 @@ def run_export(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([EXPORT, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.fixture(scope="module")
+def onnx_files(checkpoints) -> dict[str, Path]:
+    """model.onnx of each run, exported once (the dynamo exporter takes a second or two a model)."""
+    return {problem: export(checkpoint, quiet=True) for problem, checkpoint in checkpoints.items()}
+
+
 @pytest.mark.parametrize("problem", RUNS)
-def test_onnx_runs_in_onnxruntime_with_any_batch_size_and_matches_torch(checkpoints, problem):
-    path = export(checkpoints[problem], quiet=True)
+def test_onnx_runs_in_onnxruntime_with_any_batch_size_and_matches_torch(checkpoints, onnx_files, problem):
+    path = onnx_files[problem]
     assert path == checkpoints[problem].parent.parent / "export" / "model.onnx"
     onnx.checker.check_model(onnx.load(str(path)))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -77,11 +86,11 @@ def test_onnx_runs_in_onnxruntime_with_any_batch_size_and_matches_torch(checkpoi
 
 
 @pytest.mark.parametrize("problem", RUNS)
-def test_the_onnx_description_names_opset_inputs_outputs_and_the_check(checkpoints, problem):
-    path = export(checkpoints[problem], output=checkpoints[problem].parent.parent / "described.onnx", quiet=True)
-    description = json.loads(path.with_name("described.onnx.json").read_text())
+def test_the_onnx_description_names_opset_inputs_outputs_and_the_check(checkpoints, onnx_files, problem):
+    description = json.loads(onnx_files[problem].with_name("model.onnx.json").read_text())
     in_shape, out_shape = SHAPES[problem]
     assert description["opset"] == 17
+    assert description["exporter"].startswith("torch.onnx.export (dynamo") and "note" not in description
     assert description["inputs"] == [{"name": "input", "shape": ["batch", *in_shape], "dtype": "float32"}]
     assert description["outputs"] == [{"name": "output", "shape": ["batch", *out_shape], "dtype": "float32"}]
     assert description["check"]["runtime"].startswith("onnxruntime")
@@ -122,6 +131,75 @@ def test_state_dict_loads_into_a_freshly_built_model(checkpoints, problem):
         assert torch.equal(model(inputs), torch.from_numpy(torch_outputs(checkpoints[problem], inputs)))
 
 
+@pytest.mark.parametrize("problem", ["digits", "regression"])
+def test_safetensors_load_into_a_freshly_built_model_and_carry_their_metadata(checkpoints, problem):
+    path = export(checkpoints[problem], format_name="safetensors", quiet=True)
+    assert path.name == "model.safetensors"
+    description = json.loads(path.with_name("model.safetensors.json").read_text())
+    model = hydra.utils.instantiate(description["model_config"]).eval()
+    model.load_state_dict(safetensors.torch.load_file(path))
+    inputs = real_inputs(checkpoints[problem], 7)
+    with torch.no_grad():
+        assert torch.equal(model(inputs), torch.from_numpy(torch_outputs(checkpoints[problem], inputs)))
+    with safetensors.safe_open(path, framework="pt") as file:
+        metadata = file.metadata()
+    assert metadata == description["metadata"]
+    assert metadata["input_shape"] == str(["batch", *SHAPES[problem][0]]) and metadata["dlrun_version"]
+    assert description["check"]["runtime"].startswith("a fresh model") and description["check"]["max_abs_diff"] == 0
+
+
+def test_the_command_writes_safetensors(checkpoints, tmp_path):
+    result = run_export(str(checkpoints["binary"]), "--format", "safetensors", "--output", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "as safetensors" in result.stdout and "max abs difference 0 " in result.stdout
+    weights = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    assert weights.keys() == load_trained(checkpoints["binary"]).model.state_dict().keys()
+
+
+def test_without_onnxscript_the_torchscript_based_exporter_writes_the_onnx(checkpoints, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    path = export(checkpoints["binary"], output=tmp_path, quiet=True)
+    description = json.loads(path.with_name("model.onnx.json").read_text())
+    assert description["exporter"].startswith("torch.onnx.export (TorchScript-based")
+    assert description["inputs"][0]["shape"] == ["batch", 30] and description["check"]["max_abs_diff"] < TOLERANCE
+
+
+def test_a_model_the_dynamo_exporter_refuses_falls_back_with_a_note(checkpoints, tmp_path, monkeypatch, capsys):
+    real_export = torch.onnx.export
+
+    def refuse_dynamo(*args, dynamo, **kwargs):
+        if dynamo:
+            raise RuntimeError("data-dependent control flow\nmore lines")
+        return real_export(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", refuse_dynamo)
+    path = export(checkpoints["binary"], output=tmp_path)
+    description = json.loads(path.with_name("model.onnx.json").read_text())
+    assert description["exporter"].startswith("torch.onnx.export (TorchScript-based")
+    assert description["note"].startswith("the dynamo exporter failed (RuntimeError: data-dependent control flow")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "note: the dynamo exporter failed" in printed and "used the TorchScript-based one" in printed
+
+
+def test_an_opset_the_dynamo_exporter_cannot_write_is_written_by_the_torchscript_based_one(checkpoints, tmp_path):
+    path = export(checkpoints["digits"], output=tmp_path, opset=9, quiet=True)  # dynamo writes 18+, converts down
+    description = json.loads(path.with_name("model.onnx.json").read_text())
+    assert description["opset"] == 9 and onnx.load(str(path)).opset_import[0].version == 9
+    assert description["exporter"].startswith("torch.onnx.export (TorchScript-based")
+    assert "could not convert this model to opset 9 (it wrote 18; --opset 18 keeps it)" in description["note"]
+
+
+@pytest.mark.usefixtures("wide_terminal")
+def test_safetensors_without_its_extra_exits_2(checkpoints, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # as if not installed
+    code, message = run_main(str(checkpoints["binary"]), "--format", "safetensors", capsys=capsys)
+    assert code == 2
+    assert (
+        "--format = safetensors: needs safetensors, not installed; type pip install 'dlrun[safetensors]', "
+        "or --format state_dict"
+    ) in message
+
+
 def test_output_may_name_a_file_or_a_folder(checkpoints, tmp_path):
     assert export(checkpoints["binary"], output=tmp_path / "deploy" / "bc.onnx", quiet=True).is_file()
     assert (tmp_path / "deploy" / "bc.onnx.json").is_file()
@@ -155,6 +233,7 @@ def test_the_command_prints_the_difference_and_writes_beside_the_checkpoint(chec
     result = run_export(str(checkpoints["regression"]), "--format", "onnx", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "onnxruntime" in result.stdout and "max abs difference" in result.stdout
+    assert "as onnx by torch.onnx.export (dynamo" in " ".join(result.stdout.split())
     assert 'opset 17, input "input" [batch, 10]; output "output" [batch, 1]' in result.stdout
     assert (checkpoints["regression"].parent.parent / "export" / "model.onnx.json").is_file()
     assert list(tmp_path.iterdir()) == []

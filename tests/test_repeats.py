@@ -8,6 +8,7 @@ import pytest
 from test_sweep_helpers import finished_sweep, one_line, only_sweep_dir, summary_rows
 
 from dlrun.sweep import cli
+from dlrun.sweep.record import read_metrics
 
 from conftest import run_cli
 
@@ -30,7 +31,7 @@ def test_summary_csv_has_the_mean_and_std_of_each_configuration_over_its_seeds(s
     for mean in means:
         members = [row for row in jobs if row["optimizer"] == mean["optimizer"]]
         assert {row["config"] for row in members} == {mean["config"]} and len(members) == 2
-        own = [json.loads((sweep_dir / row["dir"] / "metrics.json").read_text()) for row in members]
+        own = [read_metrics(sweep_dir / row["dir"]) for row in members]
         assert set(own[0]) >= {"val/loss", "test/acc", "test/loss"}
         for name in own[0]:
             values = [metrics[name] for metrics in own]

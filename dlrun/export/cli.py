@@ -12,8 +12,9 @@ from dlrun.export.check import ExportMismatch
 from dlrun.export.exporter import DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_OPSET, export
 from dlrun.export.formats import FORMATS
 
-OPSETS = range(9, 21)  # what torch's TorchScript-based ONNX exporter writes (opsets 7-8 need initializers as inputs)
+OPSETS = range(9, 21)  # what torch's TorchScript-based ONNX exporter writes; the dynamo one writes 18+ and converts
 EXIT_MISMATCH = 1
+INSTEAD = {"onnx": "torchscript", "safetensors": "state_dict"}  # the format to type when a format's extra is missing
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,14 +23,15 @@ def parser() -> argparse.ArgumentParser:
         prog="dlrun-export",
         description=(
             "Export a trained dlrun checkpoint to ONNX (dynamic batch axis, checked with onnxruntime),\n"
-            "TorchScript or a plain state_dict. The model is rebuilt from the config stored in the checkpoint,\n"
-            "the export is compared with it on a batch of real inputs, and <file>.json beside the file\n"
-            "describes it: input and output names and shapes, opset, preprocessing, class names, the check."
+            "TorchScript, a plain state_dict or safetensors. The model is rebuilt from the config stored in\n"
+            "the checkpoint, the export is compared with it on a batch of real inputs, and <file>.json beside\n"
+            "the file describes it: input and output names and shapes, opset, preprocessing, class names, the check."
         ),
         epilog=(
             "examples:\n"
             "  dlrun-export outputs/mlp_digits/<run>/checkpoints/best.pt\n"
             "  dlrun-export CKPT --format torchscript --output deploy/digits.pt\n"
+            "  dlrun-export CKPT --format safetensors      (the weights; load_model into the described model)\n"
             "  dlrun-export CKPT --inputs samples.npy        (when the run's dataset is not on this machine)\n"
             "exit codes: 0 exported and checked, 2 bad arguments or input, 1 the export disagrees with the model"
         ),
@@ -42,8 +44,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument(
         "--output",
         metavar="PATH",
-        help="the file to write, or a folder for it (default: <run>/export/model.onnx, model.torchscript.pt or "
-        "model.state_dict.pt); its description goes to PATH.json",
+        help="the file to write, or a folder for it (default: <run>/export/model.onnx, model.torchscript.pt, "
+        "model.state_dict.pt or model.safetensors); its description goes to PATH.json",
     )
     result.add_argument(
         "--opset",
@@ -109,8 +111,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         close = difflib.get_close_matches(args.format_name, FORMATS, n=1)
         hint = f"--format {close[0]}" if close else "--format " + " | ".join(FORMATS)
         problems.append(f"--format = {args.format_name}: unknown format; type {hint} (one of {', '.join(FORMATS)})")
-    if args.format_name == "onnx" and (missing_extra := extras.missing("--format = onnx", "onnx")):
-        problems.append(f"{missing_extra}, or --format torchscript")
+    if args.format_name in extras.EXTRAS and (
+        missing_extra := extras.missing(f"--format = {args.format_name}", args.format_name)
+    ):
+        problems.append(f"{missing_extra}, or --format {INSTEAD[args.format_name]}")
     if args.opset not in OPSETS:
         problems.append(
             f"--opset = {args.opset}: the ONNX exporter writes opsets {OPSETS[0]} to {OPSETS[-1]}; "

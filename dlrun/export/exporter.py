@@ -45,7 +45,12 @@ def export(
 
     console = Console(quiet=quiet, highlight=False)
     epoch = f" (after epoch {trained.epoch})" if trained.epoch is not None else ""
-    console.print(f"exported {escape(str(trained.path))}{epoch} as {format_name}: [bold]{escape(str(path))}[/]")
+    exporter = f" by {description['exporter']}" if "exporter" in description else ""
+    console.print(
+        f"exported {escape(str(trained.path))}{epoch} as {format_name}{escape(exporter)}: [bold]{escape(str(path))}[/]"
+    )
+    if "note" in description:
+        console.print(f"[yellow]note:[/] {escape(description['note'])}")
     console.print(
         f"{check['runtime']} vs PyTorch on {escape(source)}, batch sizes "
         f"{' and '.join(map(str, check['batch_sizes']))}: max abs difference [bold]{check['max_abs_diff']:.3g}[/] "

@@ -7,7 +7,7 @@ it) with "run": the runtime's name and a function that runs the written file on 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dlrun.export import to_onnx, to_state_dict, to_torchscript
+from dlrun.export import to_onnx, to_safetensors, to_state_dict, to_torchscript
 
 
 @dataclass(frozen=True)
@@ -20,4 +20,5 @@ FORMATS = {
     "onnx": Format("model.onnx", to_onnx.write),
     "torchscript": Format("model.torchscript.pt", to_torchscript.write),
     "state_dict": Format("model.state_dict.pt", to_state_dict.write),
+    "safetensors": Format("model.safetensors", to_safetensors.write),
 }

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlrun.errors import ConfigError
-from dlrun.inputs.messages import describe_shape, first_line
+from dlrun.errors import ConfigError, first_line
+from dlrun.inputs.messages import describe_shape
 
 if TYPE_CHECKING:
     from torch import Tensor

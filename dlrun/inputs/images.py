@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlrun.errors import ConfigError
-from dlrun.inputs.messages import describe_shape, first_line
+from dlrun.errors import ConfigError, first_line
+from dlrun.inputs.messages import describe_shape
 
 if TYPE_CHECKING:
     from torch import Tensor

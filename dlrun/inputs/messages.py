@@ -1,4 +1,4 @@
-"""Pieces of the problems the input readers report: how an input looks, and the first line of a library's error."""
+"""How an input looks, for the problems the input readers report."""
 
 from collections.abc import Sequence
 
@@ -10,8 +10,3 @@ def describe_shape(in_shape: Sequence[int]) -> str:
     if len(in_shape) == 3:
         return f"images {list(in_shape)} (channels, height, width)"
     return f"inputs of shape {list(in_shape)}"
-
-
-def first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
