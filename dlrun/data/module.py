@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
 from dlrun.data.spec import DataSpec
-from dlrun.data.streaming import Unreadable, report_unreadable
+from dlrun.data.streaming import Unreadable, report_unreadable, to_unit
 from dlrun.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -177,11 +177,12 @@ class DataModule(Splits):
     def _loaded_batches(self, split: str, epoch: int, whole: bool, start: int) -> Iterator[tuple[Tensor, Tensor]]:
         loader = self._loader(split)
         loader.batch_sampler.set(epoch=epoch, whole=whole, start=start)
+        finish = getattr(loader.dataset, "finish", None)  # streamed images come as pixels, made inputs here
         for batch, unreadable in loader:
             for sample in unreadable:
                 report_unreadable(self.unreadable, sample)
             if len(batch[1]):
-                yield batch
+                yield batch if finish is None else [finish(batch[0]), batch[1]]
 
     def _order(self, split: str, epoch: int) -> Tensor:
         """This process's sample indices in batch order, for both the indexed and the DataLoader path."""
@@ -236,4 +237,7 @@ def collate(samples: list) -> tuple[list[Tensor], list[Unreadable]]:
     """A batch of the samples that could be read, and the ones that could not (streamed data skips them)."""
     unreadable = [sample for sample in samples if isinstance(sample, Unreadable)]
     readable = [sample for sample in samples if not isinstance(sample, Unreadable)]
+    dtypes = {sample[0].dtype for sample in readable if isinstance(sample[0], Tensor)}
+    if len(dtypes) > 1:  # uint8 pixels beside floats a transform made: all as floats in [0, 1]
+        readable = [(to_unit(sample[0]), *sample[1:]) for sample in readable]
     return (default_collate(readable) if readable else [torch.empty(0), torch.empty(0)]), unreadable

@@ -1,9 +1,11 @@
 """Images read one at a time, for splits larger than memory: decoded and transformed in DataLoader workers.
 
 An ImageSamples split reads image i's bytes from its source (a file of an image folder, a row of packed shards),
-decodes it, applies the per-sample transforms (torchvision.transforms.v2, dataset.transforms.per_sample) and
-normalises it. The random draws of sample i in epoch e are seeded by (seed, e, i): the same whichever worker reads
-it, and again after a resume. An image that cannot be read comes back as Unreadable: its batch goes on without it
+decodes it and applies the per-sample transforms (torchvision.transforms.v2, dataset.transforms.per_sample) in a
+worker; the batch crosses to the main process as uint8 pixels, a quarter of the bytes of floats, and is made floats
+in [0, 1] and normalised there, whole (ImageSamples.finish: the same arithmetic as per image, so the same values).
+The random draws of sample i in epoch e are seeded by (seed, e, i): the same whichever worker reads it, and again
+after a resume. An image that cannot be read comes back as Unreadable: its batch goes on without it
 and the DataModule names and counts it (dataset.unreadable=skip), or the run stops naming it (stop).
 """
 
@@ -109,8 +111,9 @@ class Decoder:
 
 
 class ImageSamples(Dataset):
-    """A split of images read on access: image, per-sample transform, [0, 1] floats, normalised; and its label.
-    Keys are epoch * len + index (module.EpochBatches), so that each draw is seeded by (seed, epoch, index)."""
+    """A split of images read on access: image after the per-sample transform (uint8 pixels, or floats where the
+    transform made floats) and its label; `finish` makes a batch of them model inputs. Keys are
+    epoch * len + index (module.EpochBatches), so that each draw is seeded by (seed, epoch, index)."""
 
     def __init__(
         self,
@@ -144,7 +147,7 @@ class ImageSamples(Dataset):
                     "it, or type dataset.unreadable=skip to train without it"
                 ) from error
             return Unreadable(self.source.name(index), reason)
-        return self.normalised(self.transformed(image, epoch, index)), self.labels[index]
+        return self.transformed(image, epoch, index), self.labels[index]
 
     def transformed(self, image, epoch: int, index: int) -> Tensor:
         """The per-sample transform's output (a PIL image or tensor) as a (C, H, W) tensor."""
@@ -156,8 +159,9 @@ class ImageSamples(Dataset):
             torch.default_generator.manual_seed(seed)
             return as_chw(self.transform(image))
 
-    def normalised(self, image: Tensor) -> Tensor:
-        pixels = to_unit(image)
+    def finish(self, images: Tensor) -> Tensor:
+        """A batch (N, C, H, W) of samples as floats in [0, 1], normalised with the split's mean and std."""
+        pixels = to_unit(images)
         return pixels if self.mean is None else pixels.sub_(self.mean).div_(self.std)
 
     def pixels(self, index: int) -> Tensor:
