@@ -32,6 +32,7 @@ class TrainerConfig:
     deterministic: bool = MISSING
     nonfinite_loss: str = MISSING
     compile: bool = MISSING
+    compile_backend: str = MISSING
     channels_last: bool = MISSING
     data_on_device: Any = MISSING  # auto | true | false
     preemption_signal: str | None = MISSING

@@ -13,6 +13,7 @@ from dlrun import build
 from dlrun.cli import train
 from dlrun.errors import ConfigError
 from dlrun.models.autoencoder import autoencoder, vae
+from dlrun.run import run
 
 from conftest import compose_config, make_trainer, only_run_dir, run_cli
 
@@ -84,9 +85,13 @@ def _events(run_dir) -> EventAccumulator:
 
 
 def _run_and_resume(*overrides, cwd) -> tuple:
-    """(run dir of 1 epoch, run dir of its resumption from last.pt to 2 epochs)."""
+    """(run dir of 1 epoch through the CLI, run dir of its resumption from last.pt to 2 epochs, in-process)."""
     first = _run(*overrides, "trainer.max_epochs=1", cwd=cwd / "first")
-    resumed = _run(*overrides, "trainer.max_epochs=2", f"ckpt_path={first / 'checkpoints' / 'last.pt'}", cwd=cwd)
+    resumed = cwd / "resumed"
+    run(
+        compose_config(*overrides, *QUICK, "trainer.max_epochs=2", f"ckpt_path={first / 'checkpoints' / 'last.pt'}"),
+        resumed,
+    )
     return first, resumed
 
 

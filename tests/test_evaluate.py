@@ -9,19 +9,19 @@ from pathlib import Path
 import pytest
 
 from dlrun.evaluate import main
+from dlrun.run import run
 
-from conftest import SMALL, run_cli
+from conftest import compose_config
 
 DLRUN_EVAL = str(Path(sys.executable).with_name("dlrun-eval"))
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A 2-epoch digits run: its dir holds metrics.json, model.pt and checkpoints/."""
-    cwd = tmp_path_factory.mktemp("eval")
-    result = run_cli(*SMALL, "trainer.max_epochs=2", cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return cwd / result.stdout.strip().splitlines()[-1]
+    """A 2-epoch digits run, in-process: its dir holds metrics.json, model.pt and checkpoints/."""
+    directory = tmp_path_factory.mktemp("eval") / "run"
+    run(compose_config("trainer.max_epochs=2"), directory)
+    return directory
 
 
 @pytest.fixture(scope="module")

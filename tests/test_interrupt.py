@@ -1,4 +1,5 @@
-"""Runs that survive interruption: real signals sent to a real `dlrun` subprocess."""
+"""Runs that survive interruption: real signals sent to a real `dlrun` subprocess; the uninterrupted run and the
+resumes run in-process (the CLI is under test only in the stopped runs)."""
 
 import signal
 import subprocess
@@ -30,11 +31,14 @@ def weights(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 
 
+def resume(run_dir):
+    run(compose_config(*SLOW, "resume=auto"), run_dir)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("straight")
-    process = start(run_dir)
-    assert process.wait(timeout=300) == 0, process.communicate()
+    run(compose_config(*SLOW), run_dir)
     return weights(run_dir)
 
 
@@ -57,8 +61,7 @@ def test_a_signal_saves_last_pt_and_resume_ends_with_the_same_weights(tmp_path, 
     assert saved["epoch"] >= 1 and saved["batch"] > 0  # stopped mid-epoch, right after a whole step
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
-    resumed = start(tmp_path, "resume=auto")
-    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    resume(tmp_path)
     assert_same_weights(uninterrupted, weights(tmp_path))
 
 
@@ -69,8 +72,7 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path, unin
     process.kill()
     process.wait(timeout=60)
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] >= 1  # still a valid file
-    resumed = start(tmp_path, "resume=auto")
-    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    resume(tmp_path)
     assert_same_weights(uninterrupted, weights(tmp_path))
 
 

@@ -148,10 +148,10 @@ def test_resume_auto_continues_from_the_run_dirs_own_last_pt(run_dir):
 
 @pytest.mark.slow
 def test_channels_last_and_compile_train(run_dir):
-    run(
-        compose_config("model=cnn", "trainer.channels_last=true", "trainer.compile=true", "trainer.fast_dev_run=true"),
-        run_dir,
-    )
+    """Through aot_eager: torch.compile's graph capture and autograd without inductor's minute of C++ codegen on a
+    CPU (inductor itself: test_cuda.py, on a GPU)."""
+    channels_last_compiled = ["trainer.channels_last=true", "trainer.compile=true", "trainer.compile_backend=aot_eager"]
+    run(compose_config("model=cnn", *channels_last_compiled, "trainer.fast_dev_run=true"), run_dir)
     assert last_checkpoint(run_dir)["step"] == 2
     assert not any(name.startswith("_orig_mod") for name in last_checkpoint(run_dir)["model"])  # plain keys
 

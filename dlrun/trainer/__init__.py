@@ -79,6 +79,7 @@ class Trainer:
         deterministic: bool,
         nonfinite_loss: str,
         compile: bool,
+        compile_backend: str,
         channels_last: bool,
         data_on_device: bool | str,
         preemption_signal: str | None,
@@ -103,7 +104,7 @@ class Trainer:
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.log_every_n_steps = log_every_n_steps
         self.skip_nonfinite = nonfinite_loss == "skip"
-        self.compile = compile
+        self.compile, self.compile_backend = compile, compile_backend
         self.stop_signals = stop_signals(preemption_signal)  # each ends a phase after its current step or batch
         # Under torchrun only rank 0 prints, logs and saves; early stopping decides on every rank alike.
         self.callbacks = [c for c in callbacks if self.world.is_main or c.on_every_rank]
@@ -146,7 +147,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             task.model = DistributedDataParallel(self.network, device_ids=device_ids)
         if self.compile:
-            task.model = torch.compile(task.model)
+            task.model = torch.compile(task.model, backend=self.compile_backend)
         self._emit("on_fit_start")
         with requests.caught(*self.stop_signals):
             try:
