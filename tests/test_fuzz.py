@@ -21,6 +21,9 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dlrun import build
+from dlrun.errors import ConfigError
+
 from conftest import DLRUN, compose_config, only_run_dir, option_names
 
 # Every group of conf/ that a run composes (dataset/transforms is the image datasets' nested one).
@@ -179,3 +182,18 @@ def test_random_overrides_exit_0_or_2_without_a_traceback(earlier_run, combinati
     if result.returncode == 2:
         assert names_a_key(output, overrides), output
     assert fingerprint(run_dir) == before  # the earlier run is intact
+
+
+# What the fuzz found (exit 1 with a traceback), now a ConfigError naming the key: a value where a config belongs,
+# and a _target_ that is no string.
+FOUND = {
+    "callbacks.progress=-100": lambda cfg, tmp_path: build.trainer(cfg, tmp_path),
+    "loss.criterion=-0.5": lambda cfg, tmp_path: build.instantiate(cfg.loss.criterion, "loss.criterion"),
+    "dataset._target_=[-1]": lambda cfg, tmp_path: build.data(cfg),
+}
+
+
+@pytest.mark.parametrize("bad", FOUND)
+def test_found_by_the_fuzz_is_a_config_error_naming_the_key(bad, tmp_path):
+    with pytest.raises(ConfigError, match=bad.partition(".")[0]):
+        FOUND[bad](compose_config(bad), tmp_path)
