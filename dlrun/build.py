@@ -32,6 +32,8 @@ def instantiate(node: DictConfig | dict, key: str, **supplied):
         if cause is None or isinstance(cause, TypeError | ValueError | ImportError | AttributeError):
             raise _not_built(key, node, cause or error) from error
         raise cause from None  # a bug in the built code: its own traceback, not Hydra's wrapper
+    except TypeError as error:  # Hydra's own check of the node, unwrapped: task._partial_=[]
+        raise _not_built(key, node, error) from error
 
 
 def _not_built(key: str, node, reason: Exception) -> ConfigError:

@@ -185,11 +185,12 @@ def test_random_overrides_exit_0_or_2_without_a_traceback(earlier_run, combinati
 
 
 # What the fuzz found (exit 1 with a traceback), now a ConfigError naming the key: a value where a config belongs,
-# and a _target_ that is no string.
+# a _target_ that is no string and a _partial_ that is no bool.
 FOUND = {
     "callbacks.progress=-100": lambda cfg, tmp_path: build.trainer(cfg, tmp_path),
     "loss.criterion=-0.5": lambda cfg, tmp_path: build.instantiate(cfg.loss.criterion, "loss.criterion"),
     "dataset._target_=[-1]": lambda cfg, tmp_path: build.data(cfg),
+    "task._partial_=[]": lambda cfg, tmp_path: build.instantiate(cfg.task, "task"),
 }
 
 
