@@ -198,3 +198,12 @@ FOUND = {
 def test_found_by_the_fuzz_is_a_config_error_naming_the_key(bad, tmp_path):
     with pytest.raises(ConfigError, match=bad.partition(".")[0]):
         FOUND[bad](compose_config(bad), tmp_path)
+
+
+def test_a_deleted_key_that_the_run_dir_reads_exits_2_naming_it(tmp_path):
+    result = run_dlrun(
+        *FAST, "name=inf", "~name", cwd=tmp_path
+    )  # found by the fuzz: an InterpolationKeyError traceback
+    assert result.returncode == 2, result.stderr
+    assert "hydra.run.dir: Interpolation key 'name' not found" in " ".join(result.stderr.split())
+    assert not (tmp_path / "outputs").exists()
