@@ -15,6 +15,7 @@ import subprocess
 import time
 
 import pytest
+import torch
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dlrun import build
+from dlrun.data.mixing import BatchMix
 from dlrun.errors import ConfigError
 
 from conftest import DLRUN, compose_config, only_run_dir, option_names
@@ -207,3 +209,10 @@ def test_a_deleted_key_that_the_run_dir_reads_exits_2_naming_it(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "hydra.run.dir: Interpolation key 'name' not found" in " ".join(result.stderr.split())
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("alphas", [{"mixup": 2, "cutmix": 0}, {"mixup": 0, "cutmix": 90}])
+def test_a_whole_number_alpha_mixes(alphas):
+    """Found by the fuzz: dataset.transforms.train.cutmix=90 crashed in training (no Dirichlet of whole numbers)."""
+    images, labels = BatchMix(**alphas, num_classes=10)(torch.rand(4, 1, 8, 8), torch.arange(4))
+    assert images.shape == (4, 1, 8, 8) and torch.allclose(labels.sum(1), torch.ones(4))
