@@ -32,9 +32,13 @@ def instantiate(node: DictConfig | dict, key: str, **supplied):
         if cause is None or isinstance(cause, TypeError | ValueError | ImportError | AttributeError):
             raise _not_built(key, node, cause or error) from error
         raise cause from None  # a bug in the built code: its own traceback, not Hydra's wrapper
+    except TypeError as error:  # Hydra's own check of the node, unwrapped: task._partial_=[]
+        raise _not_built(key, node, error) from error
 
 
 def _not_built(key: str, node, reason: Exception) -> ConfigError:
+    if not isinstance(node, dict | DictConfig):  # callbacks.progress=-100: a value where a config belongs
+        return ConfigError(f"{key} = {node}: takes a config with a _target_; dlrun --cfg job shows the default one")
     target = node.get("_target_")
     missing_extra = extras.missing_for_import(f"{key}._target_ = {target}", reason)
     if missing_extra:
@@ -64,7 +68,7 @@ def _refuse_mixing_without_images(node: dict) -> None:
         return
     try:
         builder = hydra.utils.get_method(node["_target_"])
-    except (KeyError, ImportError, ValueError):
+    except (KeyError, ImportError, ValueError, AttributeError):  # AttributeError: a _target_ that is no string
         return  # instantiate names a target that cannot be built
     if "transforms" not in _named_by(builder, {"transforms": None}):
         refuse_without_images(node["transforms"], f"dataset._target_ = {node['_target_']} reads no images")

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError
 
-from dlrun.errors import ConfigError, exit_on_bad_input
+from dlrun.errors import ConfigError, exit_on_bad_input, first_line
 from dlrun.validation import validate
 
 LOCK_FILE = ".dlrun.lock"
@@ -41,8 +42,8 @@ class RunDirGuard(Callback):
         from hydra.core.hydra_config import HydraConfig
 
         HydraConfig.instance().set_config(config)  # hydra.run.dir may read ${hydra:...}, as Hydra's run_job does
-        run_dir = Path(os.path.abspath(OmegaConf.select(config, "hydra.run.dir")))  # as Hydra makes it
         with exit_on_bad_input():
+            run_dir = Path(os.path.abspath(_run_dir(config)))  # as Hydra makes it
             refuse_an_earlier_run(run_dir, OmegaConf.select(config, "ckpt_path"), OmegaConf.select(config, "resume"))
             refuse_a_full_disk(run_dir)
             validate(job_config(config))  # every bad value, before the run dir exists
@@ -144,3 +145,13 @@ def _unwritable(run_dir: Path, error: OSError) -> ConfigError:
         f"hydra.run.dir = {run_dir}: cannot be created or written ({error.strerror}: {error.filename or run_dir}); "
         "free space there, or give a hydra.run.dir on a writable disk"
     )
+
+
+def _run_dir(config: DictConfig) -> str:
+    """hydra.run.dir, resolved: `~name` deletes a key it reads."""
+    try:
+        return OmegaConf.select(config, "hydra.run.dir")
+    except InterpolationKeyError as error:
+        raise ConfigError(
+            f"hydra.run.dir: {first_line(error)}; set that key (name=<folder>) instead of deleting it"
+        ) from None

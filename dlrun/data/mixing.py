@@ -60,7 +60,8 @@ class BatchMix:
 
         self.alphas = {"mixup": mixup, "cutmix": cutmix}
         pairs = ((v2.MixUp, mixup), (v2.CutMix, cutmix))
-        mixes = [mix(alpha=alpha, num_classes=num_classes) for mix, alpha in pairs if alpha]
+        # float(alpha): torch's Dirichlet takes no whole numbers (dataset.transforms.train.cutmix=90)
+        mixes = [mix(alpha=float(alpha), num_classes=num_classes) for mix, alpha in pairs if alpha]
         self.mix = mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
 
     def __repr__(self) -> str:
