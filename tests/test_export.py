@@ -297,3 +297,14 @@ def test_bad_files_exit_2_with_the_argument_named(checkpoints, tmp_path, case, c
     assert code == 2
     for text in expected:
         assert text.format(**paths) in message, message
+
+
+@pytest.mark.parametrize("format_name", ["onnx", "torchscript", "safetensors"])
+def test_a_text_model_exports_with_token_indices_as_its_input(tmp_path, format_name):
+    """The check batch keeps a text's token indices whole (an embedding takes no floats)."""
+    overrides = ["experiment=text", "trainer.max_epochs=1", "trainer.limit_batches=1", "callbacks.tensorboard=null"]
+    run(compose_config(*overrides), tmp_path / "run")
+    path = export(tmp_path / "run" / "checkpoints" / "best.pt", format_name=format_name, quiet=True)
+    description = json.loads(Path(f"{path}.json").read_text())
+    assert description["inputs"][0]["dtype"] == "int64"
+    assert description["check"]["max_abs_diff"] <= TOLERANCE

@@ -211,3 +211,12 @@ def test_the_cli_refuses_values_that_crashed_in_training_leaving_no_run_dir(over
     suggestion = suggestion or shown.rpartition("; type ")[2].split()[0]
     fixed = [o for o in overrides if o.partition("=")[0] != suggestion.partition("=")[0]] + [suggestion]
     validate(compose_config(*fixed, "trainer=fast"))
+
+
+def test_an_unknown_compile_backend_is_refused_naming_the_backends():
+    with pytest.raises(
+        ConfigError,
+        match="trainer.compile_backend = inductr: unknown to torch.compile; type trainer.compile_backend=inductor",
+    ):
+        validate(compose_config("trainer.compile=true", "trainer.compile_backend=inductr"))
+    validate(compose_config("trainer.compile=true", "trainer.compile_backend=aot_eager"))

@@ -48,6 +48,8 @@ def _check_trainer(cfg: DictConfig) -> list[str]:
     if not (isinstance(on_device, bool) or on_device == "auto"):
         problems.append(f"trainer.data_on_device = {on_device}: unknown; type trainer.data_on_device=auto|true|false")
     problems += check_preemption_signal(trainer.preemption_signal)
+    if trainer.compile:
+        problems += _check_compile_backend(trainer.compile_backend)
     if trainer.nonfinite_loss not in ("stop", "skip"):
         problems.append(f"trainer.nonfinite_loss = {trainer.nonfinite_loss}: unknown; type stop or skip")
     clip = trainer.gradient_clip_val
@@ -256,6 +258,19 @@ CHOICES = {
     "model.small_input_stem": ("auto", True, False),
 }
 _ABSENT = object()
+
+
+def _check_compile_backend(backend: str) -> list[str]:
+    """A backend torch.compile knows (torch._dynamo is imported only for a run that compiles)."""
+    from torch._dynamo import list_backends
+
+    known = list_backends(exclude_tags=())
+    if backend in known:
+        return []
+    return [
+        f"trainer.compile_backend = {backend}: unknown to torch.compile; type trainer.compile_backend=inductor "
+        f"or aot_eager (the backends: {', '.join(known)})"
+    ]
 
 
 def is_number(value: Any) -> bool:
