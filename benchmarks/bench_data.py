@@ -35,12 +35,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import bench_train
 import numpy as np
+import report
 import torch
-from bench_train import Report, compose_config, load_average, markdown, print_reports, ratio
 from PIL import Image, ImageDraw
+from report import Report, load_average, markdown, print_reports, ratio
 from rich.console import Console
+from training import compose_config
 
 from dlrun import build
 from dlrun.config import register_schemas
@@ -620,10 +621,10 @@ def bench_growth(
 
 
 def machine() -> list[str]:
-    """bench_train's description of the machine, and the Pillow that decodes the photos."""
+    """report's description of the machine, and the Pillow that decodes the photos."""
     import PIL
 
-    return [*bench_train.machine(), f"Pillow {PIL.__version__}"]
+    return [*report.machine(), f"Pillow {PIL.__version__}"]
 
 
 def throughput_reports(

@@ -16,12 +16,6 @@ from training import MODELS, bench_training, training_reports
 
 from dlrun.config import register_schemas
 
-# isort: split
-# Not used here: bench_data.py imports them from this module.
-from report import markdown as markdown
-from report import ratio as ratio
-from training import compose_config as compose_config
-
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
 
