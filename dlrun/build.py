@@ -11,7 +11,7 @@ from dlrun import extras
 from dlrun.data.mixing import off_overrides, refuse_without_images
 from dlrun.data.module import DataModule, Splits
 from dlrun.data.spec import DataSpec
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, first_line
 from dlrun.schedulers import ScheduledLR, schedule
 from dlrun.tasks.base import Task
 from dlrun.trainer import Trainer
@@ -76,7 +76,16 @@ def _refuse_mixing_without_images(node: dict) -> None:
 
 def model(cfg: DictConfig, spec: DataSpec):
     """The config's model for the data: its builder gets in_shape, num_outputs and a text's vocab_size from spec."""
-    return _call(instantiate(cfg.model, "model", _partial_=True), _model_offer(cfg, spec), "model", cfg.model)
+    make = instantiate(cfg.model, "model", _partial_=True)
+    try:
+        return _call(make, _model_offer(cfg, spec), "model", cfg.model)
+    except (MemoryError, RuntimeError) as error:  # torch's CPU allocator refuses with a RuntimeError
+        if not isinstance(error, MemoryError) and "allocate" not in str(error):
+            raise
+        raise ConfigError(
+            f"model = {cfg.model.get('name', cfg.model.get('_target_'))}: its weights do not fit in this machine's "
+            f"memory ({first_line(error)}); type smaller sizes (model.hidden, model.channels, model.hidden_size ...)"
+        ) from None
 
 
 def model_arguments(cfg: DictConfig, spec: DataSpec) -> dict:

@@ -192,8 +192,8 @@ def test_a_wrong_combination_exits_2_with_the_key_named(tmp_path):
         (["experiment=autoencoder", "dataset=diabetes", "task.anomaly_class=0"], "type task.anomaly_class=null"),
         (["experiment=autoencoder", "dataset=iris", "model.architecture=conv"], "type model.architecture=mlp"),
         (["experiment=autoencoder", "dataset=text"], "task=autoencoder reconstructs real-valued inputs"),
-        (["experiment=vae", "task.beta=-1"], "task.beta = -1: must be a number >= 0"),
-        (["experiment=autoencoder", "task.noise_std=-0.1"], "task.noise_std = -0.1: must be a number >= 0"),
+        (["experiment=vae", "task.beta=-1"], "task.beta = -1: cannot be negative"),
+        (["experiment=autoencoder", "task.noise_std=-0.1"], "task.noise_std = -0.1: cannot be negative"),
         (["experiment=autoencoder", "task.anomaly_percentile=0"], "task.anomaly_percentile = 0: must be in (0, 100]"),
     ],
 )

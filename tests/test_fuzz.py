@@ -216,3 +216,10 @@ def test_a_whole_number_alpha_mixes(alphas):
     """Found by the fuzz: dataset.transforms.train.cutmix=90 crashed in training (no Dirichlet of whole numbers)."""
     images, labels = BatchMix(**alphas, num_classes=10)(torch.rand(4, 1, 8, 8), torch.arange(4))
     assert images.shape == (4, 1, 8, 8) and torch.allclose(labels.sum(1), torch.ones(4))
+
+
+def test_a_model_too_large_for_memory_exits_2_naming_the_model():
+    """Found by the fuzz: model.hidden=[1000000000] (256 GB of weights) ended in the allocator's traceback."""
+    cfg = compose_config("model.hidden=[1000000000]")
+    with pytest.raises(ConfigError, match="its weights do not fit in this machine's memory"):
+        build.model(cfg, build.data(cfg).spec)

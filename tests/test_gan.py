@@ -138,7 +138,7 @@ def test_a_classifier_with_task_gan_exits_2_and_names_the_gan_models(tmp_path):
         (["experiment=gan", "dataset=iris"], "model=dcgan needs images .* type model=mlp_gan"),
         (["model=dcgan"], "a GAN does not map inputs to outputs.* type task=gan"),
         (["experiment=gan", "task.discriminator_steps=0"], "task.discriminator_steps = 0: must be a whole number >= 1"),
-        (["task=gan", "model=mlp_gan", "dataset=diabetes"], "this dataset has no classes"),
+        (["task=gan", "model=mlp_gan", "dataset=diabetes"], "the data holds 0 classes"),
         (["experiment=gan", "task.discriminator_optimizer.lr=-1"], "task.discriminator_optimizer: could not build it"),
     ],
 )
