@@ -39,31 +39,19 @@ def _job(cfg: DictConfig) -> float | None:
 
     with exit_on_bad_input():
         refuse_outside_sweep(cfg)
-        return train(cfg, hydra_cfg.runtime.output_dir)
+        from dlrun.run import run
+
+        return run(cfg, hydra_cfg.runtime.output_dir)  # validated by RunDirGuard, before the run dir existed
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
-    """Validate, then run: the monitored metric of the best checkpoint."""
+    """Validate, then run (a sweep's job): the monitored metric of the best checkpoint."""
     from dlrun.validation import validate
 
     validate(cfg)
     from dlrun.run import run
-    from dlrun.trainer import NonFiniteData
 
-    try:
-        return run(cfg, run_dir)
-    except NonFiniteData as error:  # the message names the data's values; the config names the data
-        raise NonFiniteData(f"dataset = {_data_source(cfg)}: {error}") from None
-
-
-DATA_SOURCE_KEYS = ("path", "root", "column", "target")  # the dataset keys that say where its values come from
-
-
-def _data_source(cfg: DictConfig) -> str:
-    """'csv (dataset.path=houses.csv, dataset.target=price)': the dataset option and what it reads."""
-    dataset = cfg.dataset
-    given = [f"dataset.{key}={dataset[key]}" for key in DATA_SOURCE_KEYS if dataset.get(key) is not None]
-    return f"{dataset.get('name')}" + (f" ({', '.join(given)})" if given else "")
+    return run(cfg, run_dir)
 
 
 def parse_overrides(args: list[str]) -> list:

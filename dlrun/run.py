@@ -15,7 +15,7 @@ from dlrun.distributed import World
 from dlrun.errors import ConfigError
 from dlrun.run_dir import forget_unstarted
 from dlrun.signals import requests, stop_signals
-from dlrun.trainer import State, TrainingInterrupted, resolve_device
+from dlrun.trainer import NonFiniteData, State, TrainingInterrupted, resolve_device
 from dlrun.validation.shapes import refuse_what_does_not_fit
 
 # What a stop in each phase leaves behind, after "SIGINT: stopped ...".
@@ -39,6 +39,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
         run_dir = Path(run_dir)
         try:
             return _run(cfg, run_dir, world)
+        except NonFiniteData as error:  # the message names the data's values; the config names the data
+            raise NonFiniteData(f"dataset = {_data_source(cfg)}: {error}") from None
         except ConfigError:
             if world.is_main:
                 forget_unstarted(run_dir)
@@ -48,6 +50,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float | None:
                 _explain_interruption(interrupted, run_dir)
             requests.hand_on_to_scheduler(interrupted.signum)  # submitit's handler requeues the job
             raise SystemExit(128 + interrupted.signum) from None  # 130 for SIGINT, 143 for SIGTERM
+
+
+DATA_SOURCE_KEYS = ("path", "root", "column", "target")  # the dataset keys that say where its values come from
+
+
+def _data_source(cfg: DictConfig) -> str:
+    """'csv (dataset.path=houses.csv, dataset.target=price)': the dataset option and what it reads."""
+    dataset = cfg.dataset
+    given = [f"dataset.{key}={dataset[key]}" for key in DATA_SOURCE_KEYS if dataset.get(key) is not None]
+    return f"{dataset.get('name')}" + (f" ({', '.join(given)})" if given else "")
 
 
 def _run(cfg: DictConfig, run_dir: Path, world: World) -> float | None:
